@@ -1,0 +1,184 @@
+"""One HTTP session for every call to Exact, used by the tap and the target.
+
+It adds the bearer token, a timeout, the rate limiter and the retry policy:
+
+* GET is retried on 5xx, timeouts, dropped connections and malformed bodies,
+  with capped exponential backoff and full jitter.
+* 400/401/403/404 are never retried (Exact blocks an endpoint for an hour
+  after 10 of them), except one retry of a 401 with a fresh access token.
+* A write whose answer is lost raises :class:`WriteOutcomeUnknown` instead of
+  being retried: only the caller can look up whether it took effect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import backoff
+import requests
+
+from exactonline_api.errors import EndpointBlocked, ExactAPIError, ExactError
+from exactonline_api.limits import RateLimiter
+from exactonline_api.odata import error_message
+
+LOG = logging.getLogger("exactonline_api.http")
+
+_DIVISION_IN_URL = re.compile(r"/api/v1/(?:beta/)?(\d+)/([^?(]+)")
+_NOT_RETRIED = {400, 401, 403, 404, 405, 409, 413, 414, 422}
+_BLOCKED_HINTS = ("too many errors", "blocked")
+TRANSIENT_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+class AccessTokens(Protocol):
+    def access_token(self) -> str: ...
+
+    def access_token_after_401(self, rejected: str) -> str: ...
+
+
+class WriteOutcomeUnknown(ExactError):
+    """A POST/PUT/DELETE got no usable answer; it may or may not have taken effect."""
+
+
+def division_and_endpoint(url: str) -> tuple[int | None, str]:
+    """``.../api/v1/123/sync/CRM/Accounts?$x`` -> ``(123, "sync/CRM/Accounts")``."""
+    match = _DIVISION_IN_URL.search(url)
+    if not match:
+        path = url.split("/api/v1/", 1)[-1].split("?", 1)[0]
+        return None, path
+    return int(match.group(1)), match.group(2)
+
+
+class ExactSession(requests.Session):
+    """A keep-alive session that speaks Exact's rules; see the module docstring."""
+
+    def __init__(
+        self,
+        tokens: AccessTokens,
+        *,
+        limiter: RateLimiter | None = None,
+        timeout: tuple[float, float] = (10.0, 120.0),
+        max_retries: int = 6,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        max_429_waits: int = 20,
+        sleep: Callable[[float], None] = time.sleep,
+        user_agent: str = "tap-exactonline",
+    ) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self.limiter = limiter or RateLimiter(sleep=sleep)
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.max_429_waits = max_429_waits
+        self.sleep = sleep
+        self.headers.update({"Accept": "application/json", "User-Agent": user_agent})
+
+    # requests calls send() for every request, including the SDK's prepared ones.
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # noqa: C901
+        kwargs["timeout"] = kwargs.get("timeout") or self.timeout
+        division, endpoint = division_and_endpoint(request.url or "")
+        method = (request.method or "GET").upper()
+        is_read = method in ("GET", "HEAD")
+        delays = backoff.expo(base=2, factor=self.backoff_base, max_value=self.backoff_cap)
+        next(delays)  # the generator's first value is a priming None
+        token = self.tokens.access_token()
+        refreshed = False
+        failures = 0
+        waits_429 = 0
+        while True:
+            if division is not None:
+                self.limiter.before_call(division)
+            request.headers["Authorization"] = f"Bearer {token}"
+            try:
+                response = super().send(request, **kwargs)
+            except TRANSIENT_ERRORS as exc:
+                if division is not None:
+                    self.limiter.budget(division).calls += 1
+                problem = f"{type(exc).__name__} on {method} {endpoint}"
+                if not is_read:
+                    raise WriteOutcomeUnknown(f"{problem}: the write may or may not have been applied") from None
+                failures = self._retry_or_raise(failures, delays, division, problem)
+                continue
+            if division is not None:
+                self.limiter.after_call(division, response.headers, response.status_code)
+            status = response.status_code
+
+            if status == 401 and not refreshed:
+                refreshed = True
+                token = self.tokens.access_token_after_401(token)
+                continue
+            if status == 429:
+                waits_429 += 1
+                if waits_429 > self.max_429_waits:
+                    raise ExactAPIError(429, f"still rate limited after {self.max_429_waits} waits", endpoint)
+                self.limiter.after_429(division, response.headers)
+                continue
+            if status >= 500:
+                problem = f"HTTP {status} on {method} {endpoint}"
+                if not is_read:
+                    raise WriteOutcomeUnknown(f"{problem}: the write may or may not have been applied")
+                failures = self._retry_or_raise(failures, delays, division, problem)
+                continue
+            if status >= 400:
+                raise self._client_error(response, endpoint)
+            if is_read and status == 200:
+                payload = self._json_or_none(response)
+                if payload is None:
+                    failures = self._retry_or_raise(
+                        failures, delays, division, f"malformed body on GET {endpoint}")
+                    continue
+                response.exact_payload = payload  # type: ignore[attr-defined]
+            return response
+
+    def get_json(self, url: str, params: dict[str, str] | None = None) -> Any:
+        response = self.get(url, params=params)
+        return getattr(response, "exact_payload", None) or response.json()
+
+    def _retry_or_raise(self, failures: int, delays, division: int | None, problem: str) -> int:
+        failures += 1
+        if failures > self.max_retries:
+            raise ExactAPIError(0, f"{problem}; gave up after {self.max_retries} retries", "")
+        delay = backoff.full_jitter(next(delays))
+        if division is not None:
+            self.limiter.budget(division).retries += 1
+        LOG.warning("%s; retry %d/%d in %.1f s", problem, failures, self.max_retries, delay)
+        self.sleep(delay)
+        return failures
+
+    @staticmethod
+    def _json_or_none(response: requests.Response) -> Any:
+        try:
+            payload = json.loads(response.content)
+        except ValueError:
+            return None
+        # Exact answers maintenance pages with HTTP 200; a real answer is an object.
+        return payload if isinstance(payload, dict) else None
+
+    @staticmethod
+    def _client_error(response: requests.Response, endpoint: str) -> ExactError:
+        try:
+            message = error_message(response.json())
+        except ValueError:
+            message = None
+        status = response.status_code
+        if status == 401:
+            message = "Exact refused the access token even after a refresh"
+        text = message or response.reason or "no message"
+        if any(hint in text.lower() for hint in _BLOCKED_HINTS):
+            return EndpointBlocked(
+                f"{endpoint}: Exact blocked this endpoint after too many errors this hour ({text}); "
+                "it unblocks after an hour without errors"
+            )
+        return ExactAPIError(status, text, endpoint)

@@ -1,0 +1,96 @@
+"""Exact Online's time rules.
+
+Exact writes ``Edm.DateTime`` values as ``/Date(ms)/`` where ``ms`` is the
+Netherlands wall-clock time encoded as if it were UTC ("This is in the CET time
+and not GMT", Exact's REST FAQ). Filters (``datetime'...'``) are read in the
+same local time. Everything we emit is UTC ISO 8601, independent of the host's
+``TZ``: no function here consults the process time zone.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+EXACT_TZ = ZoneInfo("Europe/Amsterdam")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_HOUR_MS = 3_600_000
+_DATE_RE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
+
+
+@lru_cache(maxsize=65536)
+def _offset_ms_for_local_hour(local_hour: int) -> int:
+    """UTC offset (ms) of Amsterdam for a local wall-clock hour.
+
+    DST transitions fall on whole hours, so one lookup per local hour is exact
+    and keeps the per-value cost to a dict hit on the hot path.
+    """
+    naive = datetime(1970, 1, 1) + timedelta(hours=local_hour)
+    offset = naive.replace(tzinfo=EXACT_TZ).utcoffset()
+    return int(offset.total_seconds() * 1000) if offset else 0
+
+
+def local_ms_to_utc(local_ms: int) -> datetime:
+    """Exact's wall-clock epoch milliseconds -> an aware UTC datetime."""
+    offset = _offset_ms_for_local_hour(local_ms // _HOUR_MS)
+    return _EPOCH + timedelta(milliseconds=local_ms - offset)
+
+
+@lru_cache(maxsize=65536)
+def _iso_for_utc_ms(utc_ms: int) -> str:
+    return (_EPOCH + timedelta(milliseconds=utc_ms)).isoformat()
+
+
+def parse_exact_datetime(value: object) -> str | None:
+    """``"/Date(1577836800000)/"`` -> ``"2019-12-31T23:00:00+00:00"`` (UTC).
+
+    ISO strings (which Exact accepts on input and a few read endpoints return)
+    are read as Amsterdam local time when naive. Anything else is ``None``
+    rather than a crash, since one odd value must not stop a sync.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        if value.startswith("/Date("):
+            match = _DATE_RE.match(value)
+            if not match:
+                return None
+            local_ms = int(match.group(1))
+            offset = _offset_ms_for_local_hour(local_ms // _HOUR_MS)
+            return _iso_for_utc_ms(local_ms - offset)
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=EXACT_TZ)
+        return parsed.astimezone(timezone.utc).isoformat()
+    return None
+
+
+def to_exact_local(moment: datetime) -> datetime:
+    """An aware datetime -> naive Amsterdam wall-clock time (what Exact expects)."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: say which time zone it is in")
+    return moment.astimezone(EXACT_TZ).replace(tzinfo=None)
+
+
+def filter_datetime(moment: datetime) -> str:
+    """An aware datetime -> ``datetime'2024-01-31T13:00:00'`` in Exact's local time."""
+    return f"datetime'{to_exact_local(moment).strftime('%Y-%m-%dT%H:%M:%S')}'"
+
+
+def exact_date_literal(moment: datetime) -> str:
+    """An aware datetime -> ``/Date(ms)/`` as Exact writes it (for the sandbox)."""
+    local = to_exact_local(moment)
+    return f"/Date({int((local - datetime(1970, 1, 1)).total_seconds() * 1000)})/"
+
+
+def parse_iso_utc(value: str) -> datetime:
+    """A config or state date-time -> aware UTC; naive values are taken as UTC."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)

@@ -1,0 +1,142 @@
+"""Route ``sync/Deleted`` to the entity streams as tombstones.
+
+Exact never returns deleted rows from sync endpoints; it logs deletions in
+``sync/Deleted`` (an EntityType number and the entity key) for two months.
+The log is read once per division per run, from the lowest bookmark any
+stream needs, and shared: the raw ``deleted`` stream and every entity stream
+read from the same rows.
+
+Each entity stream keeps its own ``deleted_timestamp`` in its partition
+state and moves it only after its tombstones were emitted, so state is never
+ahead of the data a target wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from exactonline_api.registry import deleted_entity_types, entities, raw_metadata
+from exactonline_api.timeutil import parse_exact_datetime, parse_iso_utc
+
+if t.TYPE_CHECKING:
+    from tap_exactonline.client import ExactStream
+    from tap_exactonline.tap import TapExactOnline
+
+LOG = logging.getLogger("tap_exactonline.deletes")
+RETENTION = timedelta(days=60)  # "the log of records deleted is saved for 2 months"
+MARK, CHECKED = "deleted_timestamp", "deleted_checked_at"
+
+
+def _ts(row: dict) -> int:
+    return int(row["Timestamp"])
+
+
+@dataclass
+class DivisionLog:
+    since: int | None = None
+    rows: list[dict] = field(default_factory=list)
+    head: int | None = None
+
+
+class Deletions:
+    def __init__(self, tap: TapExactOnline) -> None:
+        self.tap = tap
+        self._logs: dict[int, DivisionLog] = {}
+        self._first_heads: dict[tuple[str, int], int] = {}
+        by_sync_path = {e.sync.path: e for e in entities().values() if e.sync}
+        names = {row["EntityType"]: row["name"] for row in raw_metadata()["deleted_entity_types"]}
+        self._descriptions = {
+            number: {
+                "EntityName": names.get(number),
+                "StreamName": by_sync_path[path].stream_name if path in by_sync_path else None,
+            }
+            for number, path in deleted_entity_types().items()
+        }
+
+    def describe(self, entity_type: object) -> dict:
+        return self._descriptions.get(t.cast(int, entity_type), {"EntityName": None, "StreamName": None})
+
+    # -- reading the log once ---------------------------------------------------
+
+    def _routed_streams(self) -> list[ExactStream]:
+        return [s for s in self.tap.exact_streams() if s.routes_deletes and s.selected]
+
+    def _lowest_mark(self, division: int) -> int | None:
+        marks = []
+        for stream in self._routed_streams():
+            mark = stream.get_context_state({"Division": division}).get(MARK)
+            if mark is not None:
+                marks.append(int(mark))
+        return min(marks) if marks else None
+
+    def _log(self, division: int, since: int | None = None) -> DivisionLog:
+        log = self._logs.setdefault(division, DivisionLog())
+        wanted = [m for m in (self._lowest_mark(division), since) if m is not None]
+        lowest = min(wanted) if wanted else None
+        if lowest is not None and (log.since is None or lowest < log.since):
+            log.rows = list(self.tap.read_all(division, "sync/Deleted", {"$filter": f"Timestamp gt {lowest}L"}))
+            log.rows.sort(key=_ts)
+            log.since = lowest
+            log.head = max([lowest, *(_ts(r) for r in log.rows)])
+        return log
+
+    def rows(self, division: int, since: int) -> list[dict]:
+        return [row for row in self._log(division, since).rows if _ts(row) > since]
+
+    def head(self, division: int) -> int:
+        """The newest deletion Timestamp as of now: where a fresh stream starts."""
+        log = self._log(division)
+        if log.head is None:
+            now = datetime.now(timezone.utc)
+            log.head = self.tap.sync_timestamp_at(division, "sync/Deleted", now)
+        return log.head
+
+    # -- routing ----------------------------------------------------------------
+
+    def begin(self, stream: ExactStream, context: dict) -> None:
+        """Before a stream reads a division: handle the retention gap, note the log head.
+
+        A stream syncing a division for the first time starts its deletion
+        bookmark at the log's head *before* it reads, so a row deleted while
+        it reads is still tombstoned.
+        """
+        state = stream.get_context_state(context)
+        checked = state.get(CHECKED)
+        if state.get(MARK) is not None and checked and (
+                datetime.now(timezone.utc) - parse_iso_utc(checked) > RETENTION):
+            LOG.warning(
+                "%s division %s: last deletion check %s is older than Exact keeps its deletion log "
+                "(2 months); resyncing the stream in full so deleted rows can be told apart",
+                stream.name, context["Division"], checked)
+            for key in ("replication_key_value", "progress_markers", MARK, stream.BOOKMARK_KEYS):
+                state.pop(key, None)
+            state["starting_replication_value"] = None
+            self.tap.note_full_resync(stream, context["Division"])
+        if state.get(MARK) is None:
+            self._first_heads[(stream.name, context["Division"])] = self.head(context["Division"])
+
+    def tombstones(self, stream: ExactStream, division: int) -> t.Iterator[dict]:
+        context = {"Division": division}
+        state = stream.get_context_state(context)
+        mark = state.get(MARK)
+        if mark is None:
+            head = self._first_heads.pop((stream.name, division))
+        else:
+            number = stream.entity.deleted_entity_type
+            key = stream.entity.key[0]
+            count = 0
+            log = self._log(division)
+            for row in log.rows:
+                if row.get("EntityType") == number and _ts(row) > int(mark):
+                    count += 1
+                    yield {key: row["EntityKey"], "Division": division,
+                           "_sdc_deleted_at": parse_exact_datetime(row.get("DeletedDate"))
+                           or datetime.now(timezone.utc).isoformat()}
+            head = log.head
+            if count:
+                LOG.info("%s division %s: %d deletions routed", stream.name, division, count)
+        state[MARK] = max(int(mark or 0), int(head or 0))
+        state[CHECKED] = datetime.now(timezone.utc).isoformat()

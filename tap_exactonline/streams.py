@@ -1,0 +1,154 @@
+"""The four ways Exact lets us read an entity; which one a stream uses is data.
+
+Every stream is an instance of one of these classes, built from its registry
+entry by :func:`build_streams`. No class exists per entity.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from datetime import datetime
+
+from exactonline_api.registry import BULK, PARENT, STANDARD, SYNC, Endpoint, Entity, entities
+from exactonline_api.timeutil import filter_datetime, parse_exact_datetime, parse_iso_utc
+from tap_exactonline.client import ExactStream
+
+if t.TYPE_CHECKING:
+    from tap_exactonline.tap import TapExactOnline
+
+
+class SyncStream(ExactStream):
+    """``sync/...``: ``Timestamp gt NL``, ordered by Timestamp, 1,000 rows a page.
+
+    Ordered rows make the bookmark exact after every record, so a killed run
+    resumes at the first row it did not emit.
+    """
+
+    is_sorted = True
+
+    def start_timestamp(self, context: dict) -> int:
+        bookmark = self.get_starting_replication_key_value(context)
+        if bookmark is not None:
+            return int(bookmark)
+        start = self.exact.start_moment()
+        if start is None:
+            return 1  # Exact's documented first-run value
+        return self.exact.sync_timestamp_at(context["Division"], self.endpoint, start)
+
+    def query_options(self, context: dict) -> dict[str, str]:
+        return {
+            "$filter": f"Timestamp gt {self.start_timestamp(context)}L",
+            "$select": ",".join(self.select_fields()),
+        }
+
+
+class DeletedStream(SyncStream):
+    """``sync/Deleted`` as a raw log, with EntityType resolved to names.
+
+    The log is read once per division per run (:mod:`tap_exactonline.deletes`)
+    and shared with the entity streams that route it.
+    """
+
+    def read_rows(self, context: dict | None) -> t.Iterable[dict]:
+        context = t.cast(dict, context)
+        since = self.start_timestamp(context)
+        for row in self.exact.deletions.rows(context["Division"], since):
+            yield dict(row)
+
+    def post_process(self, row: dict, context: dict | None = None) -> dict | None:
+        row = super().post_process(row, context)
+        if row is not None:
+            row.update(self.exact.deletions.describe(row.get("EntityType")))
+        return row
+
+
+class ModifiedStream(ExactStream):
+    """``bulk/...`` (1,000 a page) or a standard endpoint (60 a page).
+
+    Incremental on ``Modified`` when the entity has it. Rows come in key order,
+    not Modified order, so the bookmark only moves when a partition completes.
+    """
+
+    def query_options(self, context: dict) -> dict[str, str]:
+        options = {"$select": ",".join(self.select_fields())}
+        since = self.modified_since(context)
+        if since is not None:
+            options["$filter"] = f"Modified gt {filter_datetime(since)}"
+        return options
+
+    def modified_since(self, context: dict) -> datetime | None:
+        if not self.replication_key:
+            return None
+        bookmark = self.get_starting_replication_key_value(context)
+        if bookmark:
+            return parse_iso_utc(str(bookmark))
+        return self.exact.start_moment()
+
+
+class ParentStream(ExactStream):
+    """Line collections without sync or bulk, read through the parent.
+
+    One standard call returns 60 parents with all their lines (``$expand``),
+    filtered on the parent's ``Modified``: never one call per parent. The
+    bookmark (the parent's Modified) is kept in the partition state.
+    """
+
+    BOOKMARK = BOOKMARK_KEYS = "parent_modified"
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return t.cast(Endpoint, t.cast(t.Any, self.entity.parent).parent)
+
+    def query_options(self, context: dict) -> dict[str, str]:
+        link = t.cast(t.Any, self.entity.parent)
+        served = {f.name for f in t.cast(Endpoint, self.entity.standard).scalar_fields}
+        lines = [f"{link.navigation}/{name}" for name in self.select_fields(self.entity.standard)
+                 if name in served]
+        options = {
+            "$select": ",".join(["Modified", *lines]),
+            "$expand": link.navigation,
+        }
+        bookmark = self.get_context_state(context).get(self.BOOKMARK)
+        since = parse_iso_utc(bookmark) if bookmark else self.exact.start_moment()
+        if since is not None:
+            options["$filter"] = f"Modified gt {filter_datetime(since)}"
+        return options
+
+    def parse_response(self, response) -> t.Iterable[dict]:
+        navigation = t.cast(t.Any, self.entity.parent).navigation
+        for parent in super().parse_response(response):
+            modified = parent.get("Modified")
+            if modified is not None:
+                self._latest_parent = max(self._latest_parent or "", str(modified), key=_modified_key)
+            lines = parent.get(navigation) or []
+            if isinstance(lines, dict):
+                lines = lines.get("results") or []
+            yield from lines
+
+    def read_rows(self, context: dict | None) -> t.Iterable[dict]:
+        self._latest_parent: str | None = None
+        yield from super().read_rows(context)
+        if self._latest_parent:
+            self.get_context_state(context)[self.BOOKMARK] = parse_exact_datetime(self._latest_parent)
+
+
+def _modified_key(value: str) -> int:
+    """Order ``/Date(ms)/`` strings by their number (string order is wrong for them)."""
+    if value.startswith("/Date("):
+        return int(value[6:].split(")")[0].split("+")[0])
+    return 0
+
+
+STREAM_CLASSES: dict[str, type[ExactStream]] = {
+    SYNC: SyncStream, BULK: ModifiedStream, STANDARD: ModifiedStream, PARENT: ParentStream,
+}
+
+
+def build_streams(tap: TapExactOnline) -> list[ExactStream]:
+    streams: list[ExactStream] = []
+    for entity in entities().values():
+        entity = tap.apply_api_override(entity)
+        cls = DeletedStream if entity.source.path == "sync/Deleted" else STREAM_CLASSES[entity.api]
+        streams.append(cls(tap, entity))
+    return streams
+

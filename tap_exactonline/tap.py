@@ -1,0 +1,255 @@
+"""tap-exactonline: every Exact Online entity as an incremental Singer stream."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import typing as t
+from datetime import datetime, timezone
+from functools import cached_property
+
+from singer_sdk import Tap
+from singer_sdk import typing as th
+
+from exactonline_api import odata
+from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
+from exactonline_api.http import ExactSession
+from exactonline_api.limits import RateLimiter
+from exactonline_api.registry import BULK, STANDARD, SYNC, Endpoint, Entity, endpoints, raw_metadata
+from exactonline_api.timeutil import filter_datetime, parse_iso_utc
+from tap_exactonline.client import ExactStream, query_string
+from tap_exactonline.deletes import Deletions
+from tap_exactonline.streams import build_streams
+
+LOG = logging.getLogger("tap_exactonline")
+COUNTRIES = ("nl", "be", "de", "uk", "us", "es", "fr")
+# EX_TEMPFAIL: the run stopped on purpose and the next run resumes; schedulers
+# can tell it apart from a failure (exit 1).
+EXIT_BUDGET_STOP = 75
+
+
+def _countries() -> dict[str, str]:
+    return raw_metadata()["base_urls"]
+
+
+class TapExactOnline(Tap):
+    name = "tap-exactonline"
+
+    config_jsonschema = th.PropertiesList(
+        th.Property("client_id", th.StringType, required=True,
+                    description="Client ID of your app in Exact's App Center"),
+        th.Property("client_secret", th.StringType, required=True, secret=True,
+                    description="Client secret of your app in Exact's App Center"),
+        th.Property("refresh_token", th.StringType, secret=True,
+                    description="Seeds an empty token store; after that the store holds the rotating token. "
+                                "Get one with `tap-exactonline auth`."),
+        th.Property("token_store", th.StringType, secret=True,
+                    description="Where tokens live: a file path (default .secrets/ in the working directory) "
+                                "or a postgresql:// URL shared by several machines"),
+        th.Property("country", th.StringType, default="nl", allowed_values=list(COUNTRIES),
+                    description="Exact Online country site: nl, be, de, uk, us, es or fr"),
+        th.Property("base_url", th.StringType,
+                    description="Overrides the country host, e.g. http://127.0.0.1:8000 for the sandbox"),
+        th.Property("divisions", th.ArrayType(th.IntegerType),
+                    description="Division codes to sync; all divisions the user granted when omitted"),
+        th.Property("start_date", th.DateTimeType,
+                    description="First sync starts at this moment (ISO 8601, UTC when no offset)"),
+        th.Property("start_year", th.IntegerType,
+                    description="First sync starts on 1 January of this year (Exact's local time)"),
+        th.Property("daily_call_reserve", th.IntegerType, default=200,
+                    description="Daily calls per division left untouched for other apps; the run stops "
+                                "cleanly (exit 75) when only these remain"),
+        th.Property("route_deletes", th.BooleanType, default=True,
+                    description="Turn sync/Deleted into tombstones (_sdc_deleted_at) on the entity streams; "
+                                "false keeps only the raw deleted stream"),
+        th.Property("api_overrides", th.ObjectType(additional_properties=th.StringType),
+                    description="Per stream, force 'sync', 'bulk' or 'standard' instead of the cheapest API"),
+        th.Property("request_timeout", th.IntegerType, default=120,
+                    description="Seconds to wait for an answer before retrying (GET) or checking (writes)"),
+    ).to_dict()
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self._stopped: dict[int, str] = {}
+        self._unfinished: dict[int, list[str]] = {}
+        self._full_resyncs: list[str] = []
+        self._division_list: list[int] | None = None
+        super().__init__(*args, **kwargs)
+        if kwargs.get("validate_config", True):
+            self._check_config()
+
+    # -- configuration --------------------------------------------------------
+
+    def _check_config(self) -> None:
+        """What JSON Schema cannot say, in one line per problem."""
+        cfg = self.config
+        if cfg.get("start_date") and cfg.get("start_year"):
+            raise ConfigError("start_date and start_year are both set: keep one of them")
+        if cfg.get("start_year") is not None and not 2000 <= int(cfg["start_year"]) <= 2100:
+            raise ConfigError(f"start_year {cfg['start_year']} is not a plausible year (2000-2100)")
+        if cfg.get("start_date"):
+            try:
+                parse_iso_utc(cfg["start_date"])
+            except ValueError:
+                raise ConfigError(f"start_date {cfg['start_date']!r} is not an ISO 8601 date-time, "
+                                  "e.g. 2024-01-01T00:00:00Z") from None
+        base = cfg.get("base_url")
+        if base and not base.startswith(("https://", "http://127.", "http://localhost")):
+            raise ConfigError(f"base_url {base!r} must be https:// (plain http only on this machine)")
+        for stream, api in (cfg.get("api_overrides") or {}).items():
+            if api not in (SYNC, BULK, STANDARD):
+                raise ConfigError(f"api_overrides.{stream}: {api!r} is not one of sync, bulk, standard")
+        if cfg.get("daily_call_reserve", 0) < 0:
+            raise ConfigError("daily_call_reserve must be 0 or more")
+
+    @property
+    def base_url(self) -> str:
+        return (self.config.get("base_url") or _countries()[self.config.get("country", "nl")]).rstrip("/")
+
+    @property
+    def routes_deletes(self) -> bool:
+        return bool(self.config.get("route_deletes", True))
+
+    def start_moment(self) -> datetime | None:
+        if self.config.get("start_date"):
+            return parse_iso_utc(self.config["start_date"])
+        if self.config.get("start_year"):
+            from exactonline_api.timeutil import EXACT_TZ
+
+            return datetime(int(self.config["start_year"]), 1, 1, tzinfo=EXACT_TZ).astimezone(timezone.utc)
+        return None
+
+    def apply_api_override(self, entity: Entity) -> Entity:
+        wanted = (self.config.get("api_overrides") or {}).get(entity.stream_name)
+        if not wanted or wanted == entity.api:
+            return entity
+        source: Endpoint | None = getattr(entity, wanted)
+        if source is None:
+            raise ConfigError(f"api_overrides.{entity.stream_name}: Exact has no {wanted} endpoint for it "
+                              f"(available: {', '.join(entity.alternatives)})")
+        key = entity.key if wanted != SYNC else ((source.entity_id_field or "ID"), "Division")
+        return dataclasses.replace(entity, api=wanted, source=source, key=key,
+                                   replication_key="Timestamp" if wanted == SYNC else
+                                   ("Modified" if source.has("Modified") else None))
+
+    # -- streams ----------------------------------------------------------------
+
+    def discover_streams(self) -> list[ExactStream]:
+        return build_streams(self)
+
+    def exact_streams(self) -> list[ExactStream]:
+        return t.cast(list[ExactStream], list(self.streams.values()))
+
+    # -- the shared client --------------------------------------------------------
+
+    @cached_property
+    def token_manager(self):
+        from exactonline_api.connect import token_manager_from_config
+
+        return token_manager_from_config(self.config, self.base_url)
+
+    @cached_property
+    def session(self) -> ExactSession:
+        limiter = RateLimiter(daily_reserve=int(self.config.get("daily_call_reserve", 200)))
+        timeout = float(self.config.get("request_timeout", 120))
+        return ExactSession(self.token_manager, limiter=limiter, timeout=(10.0, timeout))
+
+    @cached_property
+    def deletions(self) -> Deletions:
+        return Deletions(self)
+
+    def api_url(self, division: int | None, path: str) -> str:
+        ep = endpoints().get(path)
+        below = ep.url_path(division) if ep else (f"{division}/{path}" if division is not None else path)
+        return f"{self.base_url}/api/v1/{below}"
+
+    def read_all(self, division: int, path: str, params: dict[str, str]) -> t.Iterator[dict]:
+        """Every row of a collection, following ``__next`` (used outside streams)."""
+        url: str | None = f"{self.api_url(division, path)}?{query_string(params)}"
+        while url:
+            payload = self.session.get_json(url)
+            yield from odata.results(payload)
+            url = odata.next_link(payload)
+
+    def divisions(self) -> list[int]:
+        if self._division_list is None:
+            configured = self.config.get("divisions")
+            if configured:
+                self._division_list = [int(d) for d in configured]
+            else:
+                me = odata.results(self.session.get_json(self.api_url(None, "current/Me") +
+                                                         "?$select=CurrentDivision"))[0]
+                rows = self.read_all(int(me["CurrentDivision"]), "system/Divisions",
+                                     {"$select": "Code,Description"})
+                self._division_list = sorted(int(r["Code"]) for r in rows)
+                LOG.info("divisions granted to this app: %s", self._division_list)
+        return self._division_list
+
+    def sync_timestamp_at(self, division: int, endpoint: Endpoint | str, moment: datetime) -> int:
+        """Translate a date to a sync Timestamp (``read/sync/Sync/SyncTimestamp``)."""
+        path = endpoint.path if isinstance(endpoint, Endpoint) else endpoint
+        params = {"modified": filter_datetime(moment), "endPoint": odata.string_literal(path.rsplit("/", 1)[-1])}
+        rows = odata.results(self.session.get_json(
+            f"{self.api_url(division, 'read/sync/Sync/SyncTimestamp')}?{query_string(params)}"))
+        value = rows[0].get("TimeStampAsBigInt") if rows else None
+        return int(value) if value not in (None, "") else 1
+
+    # -- budget stops and the run summary ---------------------------------------
+
+    def stop_division(self, division: int, stream: str, reason: Exception) -> None:
+        if division not in self._stopped:
+            self._stopped[division] = str(reason)
+            LOG.warning("stopping division %s at stream %s: %s", division, stream, reason)
+        self.note_unfinished(division, stream)
+
+    def note_unfinished(self, division: int, stream: str) -> None:
+        self._unfinished.setdefault(division, []).append(stream)
+
+    def division_stopped(self, division: int) -> bool:
+        return division in self._stopped
+
+    def note_full_resync(self, stream: ExactStream, division: int) -> None:
+        self._full_resyncs.append(f"{stream.name}/{division}")
+
+    def sync_all(self) -> None:
+        super().sync_all()
+        self._log_summary()
+        if self._stopped:
+            raise DailyBudgetExhausted(
+                "stopped before the end to keep the daily call reserve; unfinished: "
+                + "; ".join(f"division {d}: {', '.join(s)}" for d, s in sorted(self._unfinished.items()))
+                + ". State is saved: the next run resumes there.")
+
+    def _log_summary(self) -> None:
+        records: dict[tuple[int, str], int] = {}
+        for stream in self.exact_streams():
+            for division, count in getattr(stream, "records_by_division", {}).items():
+                records[(division, stream.name)] = count
+        if "session" not in self.__dict__:
+            return  # no call was made (nothing selected, or discovery)
+        for budget in self.session.limiter.budgets.values():
+            line = budget.summary()
+            line["records"] = {s: n for (d, s), n in records.items() if d == budget.division}
+            LOG.info("run summary: %s", line)
+
+    def run_connection_test(self) -> bool:
+        from tap_exactonline.auth import connection_report
+
+        print(connection_report(self.session, self.base_url))
+        return True
+
+
+def cli() -> None:
+    """Console entry: ``auth`` subcommand, else the Singer CLI with one-line errors."""
+    if sys.argv[1:2] == ["auth"]:
+        from tap_exactonline.auth import main_auth
+
+        sys.exit(main_auth(sys.argv[2:]))
+    try:
+        TapExactOnline.cli()
+    except DailyBudgetExhausted as exc:
+        print(f"tap-exactonline: daily budget stop: {exc}", file=sys.stderr)
+        sys.exit(EXIT_BUDGET_STOP)
+    except ExactError as exc:
+        print(f"tap-exactonline: {exc}", file=sys.stderr)
+        sys.exit(1)
