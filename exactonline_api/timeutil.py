@@ -78,8 +78,16 @@ def to_exact_local(moment: datetime) -> datetime:
 
 
 def filter_datetime(moment: datetime) -> str:
-    """An aware datetime -> ``datetime'2024-01-31T13:00:00'`` in Exact's local time."""
-    return f"datetime'{to_exact_local(moment).strftime('%Y-%m-%dT%H:%M:%S')}'"
+    """An aware datetime -> ``datetime'2024-01-31T13:00:00'`` in Exact's local time.
+
+    Milliseconds are kept when present: Exact stores them, and a bookmark
+    rounded down to the second would return the last row of every run again.
+    """
+    local = to_exact_local(moment)
+    text = local.strftime("%Y-%m-%dT%H:%M:%S")
+    if local.microsecond:
+        text += f".{local.microsecond // 1000:03d}"
+    return f"datetime'{text}'"
 
 
 def exact_date_literal(moment: datetime) -> str:

@@ -27,6 +27,10 @@ def query_string(params: dict[str, str]) -> str:
     return "&".join(f"{quote(k, safe='$')}={quote(v, safe=_QUERY_SAFE)}" for k, v in params.items() if v)
 
 
+def _pass_through(request):
+    return request
+
+
 class ODataNextPaginator(BaseAPIPaginator):
     """Follows ``d.__next`` verbatim, as Exact asks; refuses links to another host."""
 
@@ -84,8 +88,8 @@ class ExactStream(RESTStream):
         return self.exact.session
 
     @property
-    def authenticator(self):  # the session sets the bearer on every send, retries included
-        return None
+    def authenticator(self):
+        return _pass_through  # ExactSession sets the bearer on every send, retries included
 
     def request_decorator(self, func):
         return func  # retries live in ExactSession, the one policy shared with the target

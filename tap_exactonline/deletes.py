@@ -18,7 +18,7 @@ import typing as t
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from exactonline_api.registry import deleted_entity_types, entities, raw_metadata
+from exactonline_api.registry import deleted_entity_types, endpoints, entities, raw_metadata
 from exactonline_api.timeutil import parse_exact_datetime, parse_iso_utc
 
 if t.TYPE_CHECKING:
@@ -28,6 +28,7 @@ if t.TYPE_CHECKING:
 LOG = logging.getLogger("tap_exactonline.deletes")
 RETENTION = timedelta(days=60)  # "the log of records deleted is saved for 2 months"
 MARK, CHECKED = "deleted_timestamp", "deleted_checked_at"
+DELETED_FIELDS = ",".join(f.name for f in endpoints()["sync/Deleted"].scalar_fields)
 
 
 def _ts(row: dict) -> int:
@@ -77,7 +78,8 @@ class Deletions:
         wanted = [m for m in (self._lowest_mark(division), since) if m is not None]
         lowest = min(wanted) if wanted else None
         if lowest is not None and (log.since is None or lowest < log.since):
-            log.rows = list(self.tap.read_all(division, "sync/Deleted", {"$filter": f"Timestamp gt {lowest}L"}))
+            params = {"$filter": f"Timestamp gt {lowest}L", "$select": DELETED_FIELDS}
+            log.rows = list(self.tap.read_all(division, "sync/Deleted", params))
             log.rows.sort(key=_ts)
             log.since = lowest
             log.head = max([lowest, *(_ts(r) for r in log.rows)])

@@ -27,8 +27,10 @@ class SyncStream(ExactStream):
     is_sorted = True
 
     def start_timestamp(self, context: dict) -> int:
+        # The SDK offers start_date when there is no bookmark; a Timestamp is a
+        # rowversion, not a date, so only a numeric bookmark counts here.
         bookmark = self.get_starting_replication_key_value(context)
-        if bookmark is not None:
+        if bookmark is not None and str(bookmark).isdigit():
             return int(bookmark)
         start = self.exact.start_moment()
         if start is None:

@@ -1,0 +1,84 @@
+"""Benchmark: sync N transaction lines from the sandbox through tap-exactonline.
+
+    python bench/bench_tap.py --rows 100000
+    python bench/bench_tap.py --rows 1000000
+
+Prints records per second (the tap process end to end, and the sync phase
+alone), API calls per 1,000 records counted from the sandbox's request log,
+and the tap's peak memory (max RSS). Not a test: figures go in notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.sandbox.process import SandboxProcess  # noqa: E402
+
+STREAM = "transaction_lines"
+PATH = "sync/Financial/TransactionLines"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+
+    with SandboxProcess(divisions=[101], volume={STREAM: args.rows},
+                        knobs={"minutely_limit": 10**9, "daily_limit": 10**9}) as sandbox, \
+            tempfile.TemporaryDirectory() as tmp:
+        config = {
+            "client_id": sandbox.client_id, "client_secret": sandbox.client_secret,
+            "refresh_token": sandbox.mint_refresh_token(), "token_store": f"{tmp}/tokens.json",
+            "base_url": sandbox.url, "divisions": [101], "route_deletes": False,
+        }
+        Path(tmp, "config.json").write_text(json.dumps(config))
+        catalog = json.loads(subprocess.run(
+            [sys.executable, "-m", "tap_exactonline", "--config", f"{tmp}/config.json", "--discover"],
+            capture_output=True, text=True, check=True, cwd=tmp).stdout)
+        for entry in catalog["streams"]:
+            for md in entry["metadata"]:
+                if not md["breadcrumb"]:
+                    md["metadata"]["selected"] = entry["tap_stream_id"] == STREAM
+        Path(tmp, "catalog.json").write_text(json.dumps(catalog))
+        sandbox.reset_log()
+
+        started = time.perf_counter()
+        with open(f"{tmp}/out.singer", "wb") as out:
+            proc = subprocess.run(
+                [sys.executable, "-m", "tap_exactonline", "--config", f"{tmp}/config.json",
+                 "--catalog", f"{tmp}/catalog.json"],
+                stdout=out, stderr=subprocess.PIPE, cwd=tmp, env={**os.environ, "LOGLEVEL": "WARNING"})
+        elapsed = time.perf_counter() - started
+        if proc.returncode:
+            sys.exit(f"tap failed: {proc.stderr.decode()[-2000:]}")
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+        with open(f"{tmp}/out.singer", "rb") as out:
+            records = sum(1 for line in out if b'"RECORD"' in line[:30])
+        calls = [r for r in requests.get(f"{sandbox.url}/_sandbox/log", timeout=30).json()
+                 if r["path"] == PATH]
+
+    print(f"rows in sandbox:            {args.rows}")
+    print(f"records emitted:            {records}")
+    print(f"tap wall time:              {elapsed:.2f} s (process start to exit)")
+    print(f"records/s end to end:       {records / elapsed:,.0f}")
+    print(f"API calls ({PATH}): {len(calls)} = {len(calls) / max(records, 1) * 1000:.2f} per 1,000 records "
+          f"(ceil(rows/1000) = {-(-args.rows // 1000)})")
+    print(f"peak memory (max RSS):      {peak_mb:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from tap_exactonline.tap import cli
+
+cli()
