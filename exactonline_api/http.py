@@ -29,7 +29,9 @@ from exactonline_api.odata import error_message
 LOG = logging.getLogger("exactonline_api.http")
 
 _DIVISION_IN_URL = re.compile(r"/api/v1/(?:beta/)?(\d+)/([^?(]+)")
-_NOT_RETRIED = {400, 401, 403, 404, 405, 409, 413, 414, 422}
+# Tests shorten these; a real run keeps Exact-friendly pauses.
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
 _BLOCKED_HINTS = ("too many errors", "blocked")
 TRANSIENT_ERRORS = (
     requests.exceptions.ConnectionError,
@@ -68,8 +70,8 @@ class ExactSession(requests.Session):
         limiter: RateLimiter | None = None,
         timeout: tuple[float, float] = (10.0, 120.0),
         max_retries: int = 6,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        backoff_base: float | None = None,
+        backoff_cap: float | None = None,
         max_429_waits: int = 20,
         sleep: Callable[[float], None] = time.sleep,
         user_agent: str = "tap-exactonline",
@@ -79,8 +81,8 @@ class ExactSession(requests.Session):
         self.limiter = limiter or RateLimiter(sleep=sleep)
         self.timeout = timeout
         self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        self.backoff_base = BACKOFF_BASE_SECONDS if backoff_base is None else backoff_base
+        self.backoff_cap = BACKOFF_CAP_SECONDS if backoff_cap is None else backoff_cap
         self.max_429_waits = max_429_waits
         self.sleep = sleep
         self.headers.update({"Accept": "application/json", "User-Agent": user_agent})

@@ -9,8 +9,8 @@
 3. checks ``state``, exchanges the code at once (codes live 3 minutes, one use), writes the token
    store, and lists the divisions the user granted.
 
-Config keys read here: client_id, client_secret, redirect_uri, base_url (default
-https://start.exactonline.nl), token_store, refresh_token (seed only).
+Config keys read here: client_id, client_secret, redirect_uri, base_url or country (default nl),
+token_store.
 """
 
 from __future__ import annotations
@@ -34,16 +34,13 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import requests
 import requests.auth
 
-from exactonline_api import redact
-from exactonline_api.errors import (
-    ConfigError,
-    ExactAPIError,
-    ExactError,
-)
-from exactonline_api.oauth import OAuthClient, TokenManager
-from exactonline_api.tokens import TokenStore, open_token_store
+from exactonline_api import odata, redact
+from exactonline_api.connect import token_manager_from_config
+from exactonline_api.errors import ConfigError, ExactAPIError, ExactError
+from exactonline_api.oauth import TokenManager
+from exactonline_api.registry import raw_metadata
+from tap_exactonline.client import query_string
 
-DEFAULT_BASE_URL = "https://start.exactonline.nl"
 ENV_PREFIX = "TAP_EXACTONLINE_"
 # Exact's codes expire 3 minutes after the redirect; waiting longer for the user is pointless.
 DEFAULT_WAIT_SECONDS = 600
@@ -98,21 +95,18 @@ class ExactBearerAuth(requests.auth.AuthBase):
     __hash__ = object.__hash__
 
 
-def build_token_manager(config: Mapping[str, Any], *, session: requests.Session | None = None) -> TokenManager:
-    """TokenManager for a tap/target config (client_id, client_secret, base_url, token_store, refresh_token)."""
-    redact.install()
-    client_id = str(config.get("client_id") or "")
-    store = open_token_store(config.get("token_store"), client_id=client_id)
-    oauth = OAuthClient(
-        base_url_of(config), client_id, str(config.get("client_secret") or ""), session=session
-    )
-    return TokenManager(store, oauth, seed_refresh_token=config.get("refresh_token") or None)
-
-
 def base_url_of(config: Mapping[str, Any]) -> str:
-    base = str(config.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
-    if not base.startswith(("https://", "http://")):
-        raise ConfigError(f"base_url {base!r} must start with https:// (e.g. {DEFAULT_BASE_URL})")
+    """The Exact site for a config: ``base_url`` if set, else the ``country`` site (default nl)."""
+    base = str(config.get("base_url") or "").rstrip("/")
+    if not base:
+        country = str(config.get("country") or "nl")
+        sites = raw_metadata()["base_urls"]
+        if country not in sites:
+            raise ConfigError(f"country {country!r} is not one of {', '.join(sorted(sites))}")
+        return sites[country]
+    # Plain http would send the client secret in the clear; only the local sandbox may use it.
+    if not base.startswith(("https://", "http://127.", "http://localhost")):
+        raise ConfigError(f"base_url {base!r} must be https:// (plain http only on this machine)")
     return base
 
 
@@ -139,10 +133,11 @@ class _Api:
     def get(self, path: str, params: dict[str, str] | None = None) -> tuple[Any, requests.Response]:
         url = path if path.startswith("http") else f"{self.base_url}/api/v1/{path}"
         shown = urlsplit(url).path
+        if params:
+            # Exact's OData wants $ and commas literal and spaces as %20, as the streams send them.
+            url += "?" + query_string(params)
         try:
-            response = self.session.get(
-                url, params=params, auth=self.auth, timeout=30, headers={"Accept": "application/json"}
-            )
+            response = self.session.get(url, auth=self.auth, timeout=30, headers={"Accept": "application/json"})
         except ExactError:
             raise
         except requests.exceptions.RequestException as exc:
@@ -160,36 +155,21 @@ class _Api:
 
 def _error_text(response: requests.Response) -> str:
     try:
-        payload = response.json()
+        return odata.error_message(response.json()) or response.reason or "no message"
     except ValueError:
         return response.reason or "no message"
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(error, dict):
-        message = error.get("message")
-        if isinstance(message, dict):
-            return str(message.get("value") or response.reason)
-        return str(message or response.reason)
-    return str(error or response.reason)
 
 
-def _results(payload: Any) -> list[dict]:
-    d = payload.get("d") if isinstance(payload, dict) else None
-    if isinstance(d, dict):
-        results = d.get("results")
-        return results if isinstance(results, list) else [d]
-    if isinstance(d, list):
-        return d
-    return []
-
-
-def _next_link(payload: Any) -> str | None:
-    d = payload.get("d") if isinstance(payload, dict) else None
-    return d.get("__next") if isinstance(d, dict) else None
+def _results(payload: Any, path: str) -> list[dict]:
+    try:
+        return odata.results(payload)
+    except ValueError as exc:
+        raise ExactAPIError(200, str(exc), path) from None
 
 
 def current_user(api: _Api) -> dict:
     payload, _ = api.get("current/Me", {"$select": "CurrentDivision,FullName,UserName"})
-    rows = _results(payload)
+    rows = _results(payload, "/api/v1/current/Me")
     if not rows:
         raise ExactAPIError(200, "current/Me returned no user", "/api/v1/current/Me")
     return rows[0]
@@ -198,15 +178,15 @@ def current_user(api: _Api) -> dict:
 def list_divisions(api: _Api, current_division: int, *, max_pages: int = 50) -> list[dict]:
     rows: list[dict] = []
     payload, _ = api.get(f"{current_division}/system/Divisions", {"$select": "Code,Description"})
-    rows.extend(_results(payload))
+    rows.extend(_results(payload, "/api/v1/system/Divisions"))
     for _ in range(max_pages):
-        link = _next_link(payload)
+        link = odata.next_link(payload)
         if not link:
             break
         if not link.startswith(api.base_url):
             break  # never send the bearer token to another host
         payload, _ = api.get(link)
-        rows.extend(_results(payload))
+        rows.extend(_results(payload, "/api/v1/system/Divisions"))
     return rows
 
 
@@ -217,7 +197,7 @@ def list_divisions(api: _Api, current_division: int, *, max_pages: int = 50) -> 
 
 def connection_report(
     session_or_base_url: requests.Session | str,
-    token_manager: TokenManager,
+    token_manager: TokenManager | str | None = None,
     *,
     base_url: str | None = None,
     check_budget: bool = True,
@@ -229,7 +209,17 @@ def connection_report(
     division URLs carry the X-RateLimit headers: that one costs 1 call of the daily budget.
     Plus one token refresh if the stored access token is about to expire.
     Raises ExactError (ReauthorizationRequired when a login is needed).
+
+    Called as ``connection_report(base_url, token_manager)``, ``connection_report(session,
+    token_manager)`` or, with an ExactSession that carries its TokenManager, ``connection_report(session,
+    base_url)``.
     """
+    if isinstance(token_manager, str):
+        base_url, token_manager = token_manager, None
+    if token_manager is None:
+        token_manager = getattr(session_or_base_url, "tokens", None)
+        if token_manager is None:
+            raise TypeError("connection_report needs a TokenManager unless the session carries one (.tokens)")
     api = _Api(session_or_base_url, token_manager, base_url)
     me = current_user(api)
     division = me.get("CurrentDivision")
@@ -373,13 +363,17 @@ def run_auth(
     callback, or paste. Returns the exit code; raises ExactError for anything that went wrong."""
     stdin = stdin or sys.stdin
     out = stdout or sys.stdout
-    client_id = str(config.get("client_id") or "")
     redirect_uri = redirect_uri or str(config.get("redirect_uri") or "")
+    missing = [key for key in ("client_id", "client_secret") if not config.get(key)]
     if not redirect_uri:
-        raise ConfigError("redirect_uri is missing: set it in the config to the redirect URI registered for your app")
+        missing.append("redirect_uri")
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)} missing from the config: copy them from your app at apps.exactonline.com"
+        )
     base_url = base_url_of(config)
-    oauth = OAuthClient(base_url, client_id, str(config.get("client_secret") or ""))
-    store = open_token_store(config.get("token_store"), client_id=client_id)
+    manager = token_manager_from_config(config, base_url)
+    oauth, store = manager.oauth, manager.store
 
     if mode == "auto":
         mode = "callback" if is_local_redirect(redirect_uri) else "paste"
@@ -422,7 +416,6 @@ def run_auth(
         store.write(tokens)
     print(f"Tokens saved to {store.describe()}.", file=out)
 
-    manager = TokenManager(store, oauth)
     api = _Api(base_url, manager, None)
     me = current_user(api)
     division = me.get("CurrentDivision")
@@ -462,7 +455,7 @@ def load_config(paths: list[str]) -> dict[str, Any]:
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a JSON object")
         config.update(loaded)
-    for key in ("client_id", "client_secret", "redirect_uri", "base_url", "token_store", "refresh_token"):
+    for key in ("client_id", "client_secret", "redirect_uri", "base_url", "country", "token_store"):
         value = os.environ.get(ENV_PREFIX + key.upper())
         if value and not config.get(key):
             config[key] = value

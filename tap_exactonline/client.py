@@ -10,7 +10,7 @@ from singer_sdk.streams import RESTStream
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from exactonline_api import odata
-from exactonline_api.errors import DailyBudgetExhausted, EndpointBlocked, ExactError
+from exactonline_api.errors import DailyBudgetExhausted, EndpointBlocked, ExactAPIError, ExactError
 from exactonline_api.registry import Endpoint, Entity
 from tap_exactonline.schema import build_schema, record_converter
 
@@ -148,8 +148,11 @@ class ExactStream(RESTStream):
             yield from self.read_rows(context)
             if self.routes_deletes:
                 yield from self.exact.deletions.tombstones(self, division)
-        except (DailyBudgetExhausted, EndpointBlocked) as exc:
-            self.exact.stop_division(division, self.name, exc)
+        except (DailyBudgetExhausted, EndpointBlocked, ExactAPIError) as exc:
+            if isinstance(exc, DailyBudgetExhausted):
+                self.exact.stop_division(division, self.name, exc)
+            else:
+                self.exact.fail_stream(division, self.name, exc)
             if not self.is_sorted:
                 # Rows of an unsorted stream arrive in key order: promoting the
                 # highest value seen would skip the rows not read yet.

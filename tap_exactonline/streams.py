@@ -51,6 +51,13 @@ class DeletedStream(SyncStream):
     and shared with the entity streams that route it.
     """
 
+    def __init__(self, tap: TapExactOnline, entity: Entity) -> None:
+        super().__init__(tap, entity)
+        self.schema["properties"].update({
+            "EntityName": {"type": ["string", "null"], "description": "EntityType as Exact names it"},
+            "StreamName": {"type": ["string", "null"], "description": "The tap stream the deletion belongs to"},
+        })
+
     def read_rows(self, context: dict | None) -> t.Iterable[dict]:
         context = t.cast(dict, context)
         since = self.start_timestamp(context)

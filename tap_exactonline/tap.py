@@ -65,12 +65,16 @@ class TapExactOnline(Tap):
                                 "false keeps only the raw deleted stream"),
         th.Property("api_overrides", th.ObjectType(additional_properties=th.StringType),
                     description="Per stream, force 'sync', 'bulk' or 'standard' instead of the cheapest API"),
+        th.Property("max_rate_limit_wait", th.IntegerType, default=90,
+                    description="Longest single wait (seconds) for a minutely window after a 429 or when "
+                                "the minutely budget is nearly spent"),
         th.Property("request_timeout", th.IntegerType, default=120,
                     description="Seconds to wait for an answer before retrying (GET) or checking (writes)"),
     ).to_dict()
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self._stopped: dict[int, str] = {}
+        self._failed: list[str] = []
         self._unfinished: dict[int, list[str]] = {}
         self._full_resyncs: list[str] = []
         self._division_list: list[int] | None = None
@@ -150,7 +154,8 @@ class TapExactOnline(Tap):
 
     @cached_property
     def session(self) -> ExactSession:
-        limiter = RateLimiter(daily_reserve=int(self.config.get("daily_call_reserve", 200)))
+        limiter = RateLimiter(daily_reserve=int(self.config.get("daily_call_reserve", 200)),
+                              max_wait_seconds=float(self.config.get("max_rate_limit_wait", 90)))
         timeout = float(self.config.get("request_timeout", 120))
         return ExactSession(self.token_manager, limiter=limiter, timeout=(10.0, timeout))
 
@@ -205,6 +210,11 @@ class TapExactOnline(Tap):
     def note_unfinished(self, division: int, stream: str) -> None:
         self._unfinished.setdefault(division, []).append(stream)
 
+    def fail_stream(self, division: int, stream: str, reason: Exception) -> None:
+        """A stream failed for one division (e.g. a module the license lacks); the others go on."""
+        self._failed.append(f"{stream} in division {division}: {reason}")
+        LOG.error("%s division %s failed, continuing with the other streams: %s", stream, division, reason)
+
     def division_stopped(self, division: int) -> bool:
         return division in self._stopped
 
@@ -214,6 +224,9 @@ class TapExactOnline(Tap):
     def sync_all(self) -> None:
         super().sync_all()
         self._log_summary()
+        if self._failed:
+            raise ExactError(f"{len(self._failed)} stream(s) failed (state kept for the others): "
+                             + " | ".join(self._failed))
         if self._stopped:
             raise DailyBudgetExhausted(
                 "stopped before the end to keep the daily call reserve; unfinished: "

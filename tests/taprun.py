@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exactonline_api.errors import ExactError
 from tap_exactonline.tap import TapExactOnline
 
 
@@ -44,6 +45,7 @@ class TapOutput:
     messages: list[dict]
     records: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     state: dict | None = None
+    error: Exception | None = None
 
     @classmethod
     def parse(cls, text: str) -> TapOutput:
@@ -57,14 +59,22 @@ class TapOutput:
 
 
 def run_tap(config: dict, *, streams: set[str] | None = None, state: dict | None = None,
-            catalog: dict | None = None) -> TapOutput:
+            catalog: dict | None = None, allow_error: bool = False) -> TapOutput:
     if catalog is None and streams is not None:
         catalog = catalog_selecting(config, streams)
     buffer = io.StringIO()
+    error = None
     with contextlib.redirect_stdout(buffer):
         tap = TapExactOnline(config=config, state=state, catalog=catalog)
-        tap.sync_all()
-    return TapOutput.parse(buffer.getvalue())
+        try:
+            tap.sync_all()
+        except ExactError as exc:  # a budget stop or failed stream: what was written still counts
+            error = exc
+    out = TapOutput.parse(buffer.getvalue())
+    out.error = error
+    if error is not None and not allow_error:
+        raise error
+    return out
 
 
 def upsert(rows: list[dict], key: tuple[str, ...]) -> dict[tuple, dict]:

@@ -1,0 +1,39 @@
+"""singer-sdk's standard tap tests, against the sandbox, on the curated default streams."""
+
+from __future__ import annotations
+
+import pytest
+from singer_sdk.testing import SuiteConfig, get_tap_test_class
+
+from tap_exactonline.tap import TapExactOnline
+from tests.sandbox import Sandbox, SandboxHandle
+
+_sandbox = SandboxHandle(Sandbox(divisions="101", minutely_limit=10_000).start())
+
+
+def _config(tmp: str) -> dict:
+    return {
+        "client_id": _sandbox.client_id,
+        "client_secret": _sandbox.client_secret,
+        "refresh_token": _sandbox.mint_refresh_token(),
+        "token_store": f"{tmp}/standard-tests-tokens.json",
+        "base_url": _sandbox.url,
+        "divisions": [101],
+    }
+
+
+import tempfile  # noqa: E402
+
+_TMP = tempfile.mkdtemp(prefix="tap-standard-")
+
+TestTapExactOnline = get_tap_test_class(
+    tap_class=TapExactOnline,
+    config=_config(_TMP),
+    suite_config=SuiteConfig(max_records_limit=50, ignore_no_records_for_streams=[]),
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_sandbox():
+    yield
+    _sandbox.stop()
