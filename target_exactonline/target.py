@@ -1,0 +1,217 @@
+"""target-exactonline: write records, documents and attachments to Exact Online, idempotently.
+
+Any Singer tap can feed it (a CSV tap, a database tap, tap-exactonline itself). Each stream is named
+like tap-exactonline's stream for the entity (``accounts``, ``contacts``, ``documents``, ...) and is
+upserted on a natural key; see writer.py for how a batch becomes API calls.
+
+State: singer-sdk keeps the latest STATE message and emits it only after every sink has been
+drained, i.e. after every record received before it was written (or rejected into the reject
+file). A run that fails part-way emits no state for the unwritten records; a rerun finds what was
+written by its natural key and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import typing as t
+from functools import cached_property
+from pathlib import Path
+
+from singer_sdk import Target
+from singer_sdk import typing as th
+
+from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
+from exactonline_api.http import ExactSession
+from exactonline_api.limits import RateLimiter
+from exactonline_api.registry import raw_metadata
+from target_exactonline.rejects import DEFAULT_REJECT_FILE, RejectFile
+from target_exactonline.sinks import DEFAULT_BATCH_SIZE, ExactSink
+from target_exactonline.writer import ExactWriter
+
+LOG = logging.getLogger("target_exactonline")
+COUNTRIES = ("nl", "be", "de", "uk", "us", "es", "fr")
+EXIT_BUDGET_STOP = 75  # as tap-exactonline: stopped on purpose, the next run resumes
+
+
+class RecordsRejected(ExactError):
+    """The run finished, but some records were written to the reject file instead of to Exact."""
+
+
+class TargetExactOnline(Target):
+    name = "target-exactonline"
+    package_name = "tap-exactonline"  # one distribution holds the tap and the target
+    default_sink_class = ExactSink
+    # Pause (times the attempt) before looking again for a POST whose answer was lost.
+    write_retry_delay = 1.0
+
+    config_jsonschema = th.PropertiesList(
+        th.Property("client_id", th.StringType, required=True,
+                    description="Client ID of your app in Exact's App Center"),
+        th.Property("client_secret", th.StringType, required=True, secret=True,
+                    description="Client secret of your app in Exact's App Center"),
+        th.Property("refresh_token", th.StringType, secret=True,
+                    description="Seeds an empty token store; after that the store holds the rotating token. "
+                                "Get one with `tap-exactonline auth`."),
+        th.Property("token_store", th.StringType, secret=True,
+                    description="Where tokens live: a file path or a postgresql:// URL. Use the same store as "
+                                "tap-exactonline: Exact rotates the refresh token on every refresh."),
+        th.Property("country", th.StringType, default="nl", allowed_values=list(COUNTRIES),
+                    description="Exact Online country site: nl, be, de, uk, us, es or fr"),
+        th.Property("base_url", th.StringType,
+                    description="Overrides the country host, e.g. http://127.0.0.1:8000 for the sandbox"),
+        th.Property("default_division", th.IntegerType,
+                    description="Division written to when a record has no Division field"),
+        th.Property("natural_keys", th.ObjectType(additional_properties=th.ArrayType(th.StringType)),
+                    description="Per stream, the field(s) that identify an existing record, e.g. "
+                                "{\"contacts\": [\"Email\"]}. Defaults: documents [Subject], accounts [Code], "
+                                "contacts [Email], items [Code]; other streams need one."),
+        th.Property("attachments_dir", th.StringType,
+                    description="Folder that attachment file paths in records are relative to (default: the "
+                                "working directory); paths outside it are rejected"),
+        th.Property("reject_file", th.StringType, default=DEFAULT_REJECT_FILE,
+                    description="JSON-lines file that rejected records are appended to, each with its reason"),
+        th.Property("dry_run", th.BooleanType, default=False,
+                    description="Validate, look up and report what would be created or updated; write nothing"),
+        th.Property("batch_size", th.IntegerType, default=DEFAULT_BATCH_SIZE,
+                    description="Records per batch: one lookup call (or a few, for long keys) per batch"),
+        th.Property("request_timeout", th.IntegerType, default=120,
+                    description="Seconds to wait for an answer before retrying (GET) or checking (writes)"),
+        th.Property("daily_call_reserve", th.IntegerType, default=200,
+                    description="Daily calls per division left untouched for other apps; the run stops "
+                                "(exit 75) when only these remain"),
+    ).to_dict()
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self._exact_sinks: list[ExactSink] = []
+        self._reported = False
+        super().__init__(*args, **kwargs)
+        if kwargs.get("validate_config", True):
+            self._check_config()
+
+    def _check_config(self) -> None:
+        cfg = self.config
+        base = cfg.get("base_url")
+        if base and not base.startswith(("https://", "http://127.", "http://localhost")):
+            raise ConfigError(f"base_url {base!r} must be https:// (plain http only on this machine)")
+        if int(cfg.get("batch_size") or DEFAULT_BATCH_SIZE) < 1:
+            raise ConfigError("batch_size must be 1 or more")
+        if cfg.get("attachments_dir") and not Path(cfg["attachments_dir"]).is_dir():
+            raise ConfigError(f"attachments_dir {cfg['attachments_dir']!r} is not a folder")
+        for stream, fields in (cfg.get("natural_keys") or {}).items():
+            if isinstance(fields, str):
+                continue
+            if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
+                raise ConfigError(f"natural_keys.{stream} must be a list of field names, e.g. [\"Code\"]")
+
+    # One sink at a time: the session, its rate limiter and the batches' order are shared.
+    @property
+    def max_parallelism(self) -> int:
+        return 1
+
+    @max_parallelism.setter
+    def max_parallelism(self, new_value: int) -> None:
+        pass
+
+    # -- the shared client ------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return (self.config.get("base_url") or raw_metadata()["base_urls"][self.config.get("country", "nl")]).rstrip("/")
+
+    @cached_property
+    def session(self) -> ExactSession:
+        from exactonline_api.connect import token_manager_from_config
+
+        tokens = token_manager_from_config(self.config, self.base_url)
+        limiter = RateLimiter(daily_reserve=int(self.config.get("daily_call_reserve", 200)))
+        timeout = float(self.config.get("request_timeout", 120))
+        return ExactSession(tokens, limiter=limiter, timeout=(10.0, timeout), user_agent="target-exactonline")
+
+    @cached_property
+    def writer(self) -> ExactWriter:
+        return ExactWriter(self.session, self.base_url, dry_run=bool(self.config.get("dry_run")),
+                           retry_delay=self.write_retry_delay)
+
+    @cached_property
+    def rejects(self) -> RejectFile:
+        return RejectFile(self.config.get("reject_file") or DEFAULT_REJECT_FILE,
+                          run_started_at=self.initialized_at_datetime)
+
+    @property
+    def initialized_at_datetime(self):  # noqa: ANN201
+        from datetime import datetime, timezone
+
+        return datetime.fromtimestamp(self.initialized_at / 1000, tz=timezone.utc)
+
+    @cached_property
+    def attachments_dir(self) -> Path:
+        return Path(self.config.get("attachments_dir") or Path.cwd())
+
+    # -- sinks in arrival order ---------------------------------------------------------------------------
+
+    def register_sink(self, sink: ExactSink) -> None:
+        self._exact_sinks.append(sink)
+
+    def drain_earlier(self, sink: ExactSink) -> None:
+        """Drain the sinks of streams that arrived before ``sink``'s (their records may be referenced)."""
+        for other in list(self._exact_sinks):
+            if other is sink:
+                return
+            self.drain_one(other)
+
+    # -- end of run --------------------------------------------------------------------------------------
+
+    def listen(self, file_input: t.IO[str] | None = None) -> None:
+        try:
+            super().listen(file_input)
+        finally:
+            if not self._reported:
+                self.report(finished=False)
+
+    def process_endofpipe(self) -> None:
+        super().process_endofpipe()  # drains every sink, then emits the latest state
+        self.report(finished=True)
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for sink in self._exact_sinks:
+            counts = out.setdefault(sink.stream_name, {})
+            for name, value in sink.upserter.tally.as_dict().items():
+                counts[name] = counts.get(name, 0) + value
+        return out
+
+    def report(self, *, finished: bool) -> None:
+        self._reported = True
+        dry = bool(self.config.get("dry_run"))
+        for stream, counts in self.summary().items():
+            LOG.info("run summary%s: %s", " (dry run: nothing written)" if dry else "",
+                     json.dumps({"stream": stream, **counts}))
+        if "session" in self.__dict__:
+            for budget in self.session.limiter.budgets.values():
+                LOG.info("api calls: %s", json.dumps(budget.summary()))
+        if not finished:
+            return
+        rejected = {s: c["rejected"] for s, c in self.summary().items() if c.get("rejected")}
+        if rejected:
+            total = sum(rejected.values())
+            per_stream = ", ".join(f"{s}: {n}" for s, n in rejected.items())
+            raise RecordsRejected(f"{total} record{'s' if total != 1 else ''} rejected ({per_stream}); "
+                                  f"the reasons are in {self.rejects.path}; everything else was "
+                                  f"{'checked (dry run)' if dry else 'written'}")
+
+
+def cli() -> None:
+    """Console entry: the Singer CLI with one-line errors; exit 1 when records were rejected."""
+    from exactonline_api import redact
+
+    redact.install()
+    try:
+        TargetExactOnline.cli()
+    except DailyBudgetExhausted as exc:
+        print(f"target-exactonline: daily budget stop: {exc}", file=sys.stderr)
+        sys.exit(EXIT_BUDGET_STOP)
+    except ExactError as exc:
+        print(f"target-exactonline: {exc}", file=sys.stderr)
+        sys.exit(1)
