@@ -7,6 +7,7 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 from tap_exactonline.tap import TapExactOnline
 from tests.sandbox import Sandbox, SandboxHandle
+from tests.taprun import catalog_selecting
 
 _sandbox = SandboxHandle(Sandbox(divisions="101", minutely_limit=10_000).start())
 
@@ -26,9 +27,15 @@ import tempfile  # noqa: E402
 
 _TMP = tempfile.mkdtemp(prefix="tap-standard-")
 
+_CONFIG = _config(_TMP)
+# The standard suite syncs every stream; our default selection is a curated
+# finance core, so hand it a catalog with everything selected.
+_ALL = set(TapExactOnline(config=_CONFIG, validate_config=False).streams)
+
 TestTapExactOnline = get_tap_test_class(
     tap_class=TapExactOnline,
-    config=_config(_TMP),
+    config=_CONFIG,
+    catalog=catalog_selecting(_CONFIG, _ALL),
     suite_config=SuiteConfig(max_records_limit=50, ignore_no_records_for_streams=[]),
 )
 
