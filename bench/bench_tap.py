@@ -20,12 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.sandbox.process import SandboxProcess  # noqa: E402
+from scripts.sandbox_process import SandboxProcess  # noqa: E402
 
 STREAM = "transaction_lines"
 PATH = "sync/Financial/TransactionLines"
@@ -36,9 +34,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
 
-    with SandboxProcess(divisions=[101], volume={STREAM: args.rows},
-                        knobs={"minutely_limit": 10**9, "daily_limit": 10**9}) as sandbox, \
-            tempfile.TemporaryDirectory() as tmp:
+    sandbox_args = ["--divisions", "101", "--volume", f"{STREAM}={args.rows}", "--eager",
+                    "--knob", "minutely_limit=1000000000", "--knob", "daily_limit=1000000000"]
+    with SandboxProcess(sys.executable, sandbox_args) as sandbox, tempfile.TemporaryDirectory() as tmp:
         config = {
             "client_id": sandbox.client_id, "client_secret": sandbox.client_secret,
             "refresh_token": sandbox.mint_refresh_token(), "token_store": f"{tmp}/tokens.json",
@@ -68,8 +66,7 @@ def main() -> None:
 
         with open(f"{tmp}/out.singer", "rb") as out:
             records = sum(1 for line in out if b'"RECORD"' in line[:30])
-        calls = [r for r in requests.get(f"{sandbox.url}/_sandbox/log", timeout=30).json()
-                 if r["path"] == PATH]
+        calls = [r for r in sandbox.log() if r["path"] == PATH]
 
     print(f"rows in sandbox:            {args.rows}")
     print(f"records emitted:            {records}")

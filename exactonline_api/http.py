@@ -12,7 +12,6 @@ It adds the bearer token, a timeout, the rate limiter and the retry policy:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import backoff
+import msgspec
 import requests
 
 from exactonline_api.errors import EndpointBlocked, ExactAPIError, ExactError
@@ -162,8 +162,8 @@ class ExactSession(requests.Session):
     @staticmethod
     def _json_or_none(response: requests.Response) -> Any:
         try:
-            payload = json.loads(response.content)
-        except ValueError:
+            payload = msgspec.json.decode(response.content)
+        except msgspec.DecodeError:
             return None
         # Exact answers maintenance pages with HTTP 200; a real answer is an object.
         return payload if isinstance(payload, dict) else None

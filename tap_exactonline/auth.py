@@ -24,7 +24,6 @@ import secrets
 import socket
 import sys
 import threading
-import time
 import webbrowser
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -42,7 +41,7 @@ from exactonline_api.registry import raw_metadata
 from tap_exactonline.client import query_string
 
 ENV_PREFIX = "TAP_EXACTONLINE_"
-# Exact's codes expire 3 minutes after the redirect; waiting longer for the user is pointless.
+# Time for the person to log in; the code's 3-minute life only starts at the redirect.
 DEFAULT_WAIT_SECONDS = 600
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
@@ -138,8 +137,6 @@ class _Api:
             url += "?" + query_string(params)
         try:
             response = self.session.get(url, auth=self.auth, timeout=30, headers={"Accept": "application/json"})
-        except ExactError:
-            raise
         except requests.exceptions.RequestException as exc:
             raise ExactAPIError(None, f"no answer ({type(exc).__name__})", shown) from None
         if response.status_code >= 400:
@@ -378,7 +375,9 @@ def run_auth(
     if mode == "auto":
         mode = "callback" if is_local_redirect(redirect_uri) else "paste"
     if mode == "callback" and not is_local_redirect(redirect_uri):
-        raise ConfigError(f"--callback needs a redirect URI on http://localhost or http://127.0.0.1, not {redirect_uri}")
+        raise ConfigError(
+            f"--callback needs a redirect URI on http://localhost or http://127.0.0.1, not {redirect_uri}"
+        )
 
     server = _CallbackServer(redirect_uri) if mode == "callback" else None
     try:
@@ -416,18 +415,26 @@ def run_auth(
         store.write(tokens)
     print(f"Tokens saved to {store.describe()}.", file=out)
 
-    api = _Api(base_url, manager, None)
+    # The login itself is done; a failure from here on must not read as "auth failed".
+    try:
+        _print_grants(_Api(base_url, manager, None), out)
+    except ExactAPIError as exc:
+        print(f"The tokens are saved, but listing your divisions failed: {exc}", file=out)
+    return 0
+
+
+def _print_grants(api: _Api, out: IO[str]) -> None:
     me = current_user(api)
     division = me.get("CurrentDivision")
     print(f"Logged in as {me.get('FullName') or me.get('UserName') or 'unknown user'}.", file=out)
-    if division:
-        divisions = list_divisions(api, int(division))
-        print(f"Divisions you granted access to (current: {division}):", file=out)
-        for row in divisions:
-            print(f"  {row.get('Code')}  {row.get('Description') or ''}".rstrip(), file=out)
-        codes = ", ".join(str(row.get("Code")) for row in divisions)
-        print(f'To sync them, set "divisions": [{codes}] in the config (or leave it out for all).', file=out)
-    return 0
+    if not division:
+        return
+    divisions = list_divisions(api, int(division))
+    print(f"Divisions you granted access to (current: {division}):", file=out)
+    for row in divisions:
+        print(f"  {row.get('Code')}  {row.get('Description') or ''}".rstrip(), file=out)
+    codes = ", ".join(str(row.get("Code")) for row in divisions)
+    print(f'To sync them, set "divisions": [{codes}] in the config (or leave it out for all).', file=out)
 
 
 def _read_pasted_url(stdin: IO[str]) -> str:

@@ -11,6 +11,7 @@ from functools import cached_property
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 
 from exactonline_api import odata
 from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
@@ -35,6 +36,8 @@ def _countries() -> dict[str, str]:
 
 class TapExactOnline(Tap):
     name = "tap-exactonline"
+    # msgspec writes Singer messages several times faster than the default writer.
+    message_writer_class = MsgSpecWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property("client_id", th.StringType, required=True,
