@@ -26,8 +26,14 @@ MASK = "***"
 # and the sandbox's secret is 14.
 _MIN_SECRET_LEN = 6
 
+# A process that runs for weeks sees a new token pair every 10 minutes; the pattern only keeps the
+# newest rotating values (older ones are dead at Exact anyway). Pinned values (the client secret)
+# stay for the life of the process.
+_MAX_ROTATING = 64
+
 _lock = threading.Lock()
-_secrets: set[str] = set()
+_pinned: set[str] = set()
+_rotating: dict[str, None] = {}  # insertion-ordered: oldest first
 _pattern: re.Pattern[str] | None = None
 
 _KEYS = r"(?:access_token|refresh_token|client_secret|code|id_token|password|token)"
@@ -47,19 +53,29 @@ def _variants(value: str) -> set[str]:
     return {value, quote(value, safe=""), quote_plus(value, safe=""), quote(value)}
 
 
-def register_secret(value: str | None) -> None:
-    """Remember a secret value so :func:`redact` masks it from now on (in this process)."""
+def register_secret(value: str | None, *, pin: bool = False) -> None:
+    """Remember a secret value so :func:`redact` masks it from now on (in this process).
+
+    ``pin`` keeps it for good (credentials); otherwise it may be forgotten after 64 newer values.
+    """
     global _pattern
     if not value or len(value) < _MIN_SECRET_LEN:
         return
     with _lock:
-        new = _variants(value) - _secrets
-        if not new:
+        if value in _pinned or (not pin and value in _rotating):
             return
-        _secrets.update(new)
+        if pin:
+            _pinned.add(value)
+            _rotating.pop(value, None)
+        else:
+            _rotating[value] = None
+            while len(_rotating) > _MAX_ROTATING:
+                del _rotating[next(iter(_rotating))]
+        known = set()
+        for secret in (*_pinned, *_rotating):
+            known |= _variants(secret)
         # Longest first so a secret that contains another is masked whole.
-        ordered = sorted(_secrets, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+        _pattern = re.compile("|".join(re.escape(s) for s in sorted(known, key=len, reverse=True)))
 
 
 def redact(text: object) -> str:

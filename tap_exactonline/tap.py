@@ -48,7 +48,7 @@ class TapExactOnline(Tap):
                     description="Seeds an empty token store; after that the store holds the rotating token. "
                                 "Get one with `tap-exactonline auth`."),
         th.Property("token_store", th.StringType, secret=True,
-                    description="Where tokens live: a file path (default .secrets/ in the working directory) "
+                    description="Where tokens live: a file path (default .tokens/ in the working directory) "
                                 "or a postgresql:// URL shared by several machines"),
         th.Property("country", th.StringType, default="nl", allowed_values=list(COUNTRIES),
                     description="Exact Online country site: nl, be, de, uk, us, es or fr"),
