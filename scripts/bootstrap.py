@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Install everything the demo and the test suite need, idempotently.
+
+Standard library only, so it runs with any Python >= 3.10 on a fresh machine:
+
+* ``.venv-meltano/``  the tools venv: Meltano and the embedded PostgreSQL
+  (``scripts/requirements-meltano.txt``), apart from the project's own venv so
+  Meltano's pins never meet singer-sdk's;
+* ``.venv/``          the dev venv: this package editable with ``[dev]`` (pytest,
+  the sandbox's dependencies);
+* ``.meltano/``       the plugins of ``meltano.yml`` (``meltano install``).
+
+Each step is skipped when what it would install is already there (a stamp file
+holds the hash of its inputs), so a second run takes a second or two.
+
+Usage: ``python3 scripts/bootstrap.py [--tools] [--dev] [--plugins]`` (no flag: all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_VENV = ROOT / ".venv"
+TOOLS_VENV = ROOT / ".venv-meltano"
+TOOLS_REQUIREMENTS = ROOT / "scripts" / "requirements-meltano.txt"
+LOG_DIR = ROOT / ".meltano" / "logs"
+MIN_PYTHON = (3, 10)
+
+
+def log(msg: str) -> None:
+    print(f"==> {msg}", flush=True)
+
+
+def venv_bin(venv: Path, name: str) -> Path:
+    if os.name == "nt":
+        return venv / "Scripts" / (name + ".exe")
+    return venv / "bin" / name
+
+
+def meltano_bin() -> Path:
+    return venv_bin(TOOLS_VENV, "meltano")
+
+
+def tools_python() -> Path:
+    return venv_bin(TOOLS_VENV, "python")
+
+
+def dev_python() -> Path:
+    return venv_bin(DEV_VENV, "python")
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _stamp_ok(venv: Path, name: str, digest: str) -> bool:
+    stamp = venv / f".{name}.stamp"
+    return stamp.exists() and stamp.read_text().strip() == digest
+
+
+def _write_stamp(venv: Path, name: str, digest: str) -> None:
+    (venv / f".{name}.stamp").write_text(digest + "\n")
+
+
+def run_logged(cmd: list[str], log_name: str, *, cwd: Path = ROOT, env: dict | None = None) -> None:
+    """Run a command with its output in ``.meltano/logs/<log_name>``; show it on failure."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / log_name
+    with log_path.open("w") as fh:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        tail = log_path.read_text(errors="replace").splitlines()[-60:]
+        print("\n".join(tail), file=sys.stderr)
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n  full log: {log_path}")
+
+
+@contextlib.contextmanager
+def _lock():
+    """Serialise concurrent bootstraps (pytest-xdist workers, a demo and a test run)."""
+    (ROOT / ".meltano").mkdir(exist_ok=True)
+    path = ROOT / ".meltano" / ".bootstrap.lock"
+    try:
+        import fcntl
+    except ImportError:  # Windows: no concurrent bootstraps there
+        yield
+        return
+    with path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _check_python() -> None:
+    if sys.version_info < MIN_PYTHON:
+        raise SystemExit(f"Python >= {'.'.join(map(str, MIN_PYTHON))} is required (this is {sys.version.split()[0]})")
+
+
+def _pip_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def ensure_tools_venv() -> bool:
+    """Meltano + embedded PostgreSQL in ``.venv-meltano``. Returns True if it installed anything."""
+    digest = _digest(TOOLS_REQUIREMENTS.read_bytes(), sys.version.encode())
+    if meltano_bin().exists() and _stamp_ok(TOOLS_VENV, "tools", digest):
+        return False
+    t0 = time.monotonic()
+    log(f"installing Meltano and the embedded PostgreSQL into {TOOLS_VENV.name}/ (once)")
+    if not tools_python().exists():
+        run_logged([sys.executable, "-m", "venv", str(TOOLS_VENV)], "venv-tools.log")
+    run_logged(
+        [str(tools_python()), "-m", "pip", "install", "-q", "-r", str(TOOLS_REQUIREMENTS)],
+        "pip-tools.log",
+        env=_pip_env(),
+    )
+    _write_stamp(TOOLS_VENV, "tools", digest)
+    log(f"   done in {time.monotonic() - t0:.0f}s")
+    return True
+
+
+def _uv() -> Path | None:
+    uv = venv_bin(TOOLS_VENV, "uv")
+    return uv if uv.exists() else None
+
+
+def ensure_dev_venv() -> bool:
+    """This package editable with [dev] in ``.venv``. Returns True if it installed anything."""
+    digest = _digest((ROOT / "pyproject.toml").read_bytes())
+    if dev_python().exists() and _stamp_ok(DEV_VENV, "dev", digest):
+        return False
+    t0 = time.monotonic()
+    log(f"installing tap-exactonline[dev] (editable) into {DEV_VENV.name}/")
+    if not dev_python().exists():
+        run_logged([sys.executable, "-m", "venv", str(DEV_VENV)], "venv-dev.log")
+    uv = _uv()
+    if uv is not None:  # uv ships with Meltano: 10x faster than pip here
+        cmd = [str(uv), "pip", "install", "--python", str(dev_python()), "-e", ".[dev]"]
+    else:
+        cmd = [str(dev_python()), "-m", "pip", "install", "-q", "-e", ".[dev]"]
+    run_logged(cmd, "pip-dev.log", env=_pip_env())
+    _write_stamp(DEV_VENV, "dev", digest)
+    log(f"   done in {time.monotonic() - t0:.0f}s")
+    return True
+
+
+def meltano_env(extra: dict | None = None) -> dict:
+    """Environment for running ``meltano`` from the tools venv in this project."""
+    env = dict(os.environ)
+    env.pop("VIRTUAL_ENV", None)
+    env["PATH"] = f"{venv_bin(TOOLS_VENV, 'meltano').parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
+    env.setdefault("NO_COLOR", "1")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def ensure_plugins() -> bool:
+    """``meltano install``: a venv per plugin under ``.meltano/`` (skipped when up to date)."""
+    digest = _digest((ROOT / "meltano.yml").read_bytes(), (ROOT / "pyproject.toml").read_bytes())
+    stamp_dir = ROOT / ".meltano"
+    if _stamp_ok(stamp_dir, "plugins", digest) and all(
+        (stamp_dir / kind / name / "venv").exists()
+        for kind, name in (("extractors", "tap-exactonline"), ("extractors", "tap-spreadsheets"),
+                           ("loaders", "target-postgres"), ("loaders", "target-exactonline"))
+    ):
+        return False
+    t0 = time.monotonic()
+    log("installing the Meltano plugins (meltano install)")
+    env = meltano_env()
+    env.pop("MELTANO_SYS_DIR_ROOT", None)  # the plugins belong in this project's .meltano/
+    run_logged([str(meltano_bin()), "install"], "meltano-install.log", env=env)
+    _write_stamp(stamp_dir, "plugins", digest)
+    log(f"   done in {time.monotonic() - t0:.0f}s")
+    return True
+
+
+def bootstrap(*, tools: bool = True, dev: bool = True, plugins: bool = True) -> None:
+    _check_python()
+    with _lock():
+        if tools or plugins or dev:
+            ensure_tools_venv()  # dev uses its uv; plugins use its meltano
+        if dev:
+            ensure_dev_venv()
+        if plugins:
+            ensure_plugins()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tools", action="store_true", help="only the tools venv (.venv-meltano)")
+    parser.add_argument("--dev", action="store_true", help="the dev venv (.venv)")
+    parser.add_argument("--plugins", action="store_true", help="the Meltano plugins (.meltano/)")
+    args = parser.parse_args(argv)
+    everything = not (args.tools or args.dev or args.plugins)
+    t0 = time.monotonic()
+    bootstrap(tools=True, dev=everything or args.dev, plugins=everything or args.plugins)
+    log(f"bootstrap complete in {time.monotonic() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

