@@ -14,6 +14,7 @@ from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 
 from exactonline_api import odata
+from exactonline_api.settings import connection_properties
 from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
@@ -24,7 +25,6 @@ from tap_exactonline.deletes import Deletions
 from tap_exactonline.streams import build_streams
 
 LOG = logging.getLogger("tap_exactonline")
-COUNTRIES = ("nl", "be", "de", "uk", "us", "es", "fr")
 # EX_TEMPFAIL: the run stopped on purpose and the next run resumes; schedulers
 # can tell it apart from a failure (exit 1).
 EXIT_BUDGET_STOP = 75
@@ -40,20 +40,8 @@ class TapExactOnline(Tap):
     message_writer_class = MsgSpecWriter
 
     config_jsonschema = th.PropertiesList(
-        th.Property("client_id", th.StringType, required=True,
-                    description="Client ID of your app in Exact's App Center"),
-        th.Property("client_secret", th.StringType, required=True, secret=True,
-                    description="Client secret of your app in Exact's App Center"),
-        th.Property("refresh_token", th.StringType, secret=True,
-                    description="Seeds an empty token store; after that the store holds the rotating token. "
-                                "Get one with `tap-exactonline auth`."),
-        th.Property("token_store", th.StringType, secret=True,
-                    description="Where tokens live: a file path (default .tokens/ in the working directory) "
-                                "or a postgresql:// URL shared by several machines"),
-        th.Property("country", th.StringType, default="nl", allowed_values=list(COUNTRIES),
-                    description="Exact Online country site: nl, be, de, uk, us, es or fr"),
-        th.Property("base_url", th.StringType,
-                    description="Overrides the country host, e.g. http://127.0.0.1:8000 for the sandbox"),
+        *connection_properties(
+            "Default: .tokens/ in the working directory; a URL lets several machines share one token chain."),
         th.Property("divisions", th.ArrayType(th.IntegerType),
                     description="Division codes to sync; all divisions the user granted when omitted"),
         th.Property("start_date", th.DateTimeType,

@@ -22,6 +22,7 @@ from pathlib import Path
 from singer_sdk import Target
 from singer_sdk import typing as th
 
+from exactonline_api.settings import connection_properties
 from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
@@ -31,7 +32,6 @@ from target_exactonline.sinks import DEFAULT_BATCH_SIZE, ExactSink
 from target_exactonline.writer import ExactWriter
 
 LOG = logging.getLogger("target_exactonline")
-COUNTRIES = ("nl", "be", "de", "uk", "us", "es", "fr")
 EXIT_BUDGET_STOP = 75  # as tap-exactonline: stopped on purpose, the next run resumes
 
 
@@ -47,20 +47,8 @@ class TargetExactOnline(Target):
     write_retry_delay = 1.0
 
     config_jsonschema = th.PropertiesList(
-        th.Property("client_id", th.StringType, required=True,
-                    description="Client ID of your app in Exact's App Center"),
-        th.Property("client_secret", th.StringType, required=True, secret=True,
-                    description="Client secret of your app in Exact's App Center"),
-        th.Property("refresh_token", th.StringType, secret=True,
-                    description="Seeds an empty token store; after that the store holds the rotating token. "
-                                "Get one with `tap-exactonline auth`."),
-        th.Property("token_store", th.StringType, secret=True,
-                    description="Where tokens live: a file path or a postgresql:// URL. Use the same store as "
-                                "tap-exactonline: Exact rotates the refresh token on every refresh."),
-        th.Property("country", th.StringType, default="nl", allowed_values=list(COUNTRIES),
-                    description="Exact Online country site: nl, be, de, uk, us, es or fr"),
-        th.Property("base_url", th.StringType,
-                    description="Overrides the country host, e.g. http://127.0.0.1:8000 for the sandbox"),
+        *connection_properties(
+            "Use the same store as tap-exactonline: Exact rotates the refresh token on every refresh."),
         th.Property("default_division", th.IntegerType,
                     description="Division written to when a record has no Division field"),
         th.Property("natural_keys", th.ObjectType(additional_properties=th.ArrayType(th.StringType)),

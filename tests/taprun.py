@@ -62,7 +62,8 @@ def run_tap(config: dict, *, streams: set[str] | None = None, state: dict | None
             catalog: dict | None = None, allow_error: bool = False) -> TapOutput:
     if catalog is None and streams is not None:
         catalog = catalog_selecting(config, streams)
-    buffer = io.StringIO()
+    # The tap's msgspec writer writes bytes to sys.stdout.buffer, as on a real pipe.
+    buffer = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
     error = None
     with contextlib.redirect_stdout(buffer):
         tap = TapExactOnline(config=config, state=state, catalog=catalog)
@@ -70,7 +71,8 @@ def run_tap(config: dict, *, streams: set[str] | None = None, state: dict | None
             tap.sync_all()
         except ExactError as exc:  # a budget stop or failed stream: what was written still counts
             error = exc
-    out = TapOutput.parse(buffer.getvalue())
+    buffer.flush()
+    out = TapOutput.parse(buffer.buffer.getvalue().decode())
     out.error = error
     if error is not None and not allow_error:
         raise error

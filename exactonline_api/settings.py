@@ -1,0 +1,29 @@
+"""The connection settings that tap and target share (the one singer-sdk import here).
+
+Both plugins talk to the same Exact app through the same token store, so they
+describe those settings once.
+"""
+
+from __future__ import annotations
+
+from singer_sdk import typing as th
+
+COUNTRIES = ("nl", "be", "de", "uk", "us", "es", "fr")
+
+
+def connection_properties(token_store_note: str) -> list[th.Property]:
+    return [
+        th.Property("client_id", th.StringType, required=True,
+                    description="Client ID of your app in Exact's App Center"),
+        th.Property("client_secret", th.StringType, required=True, secret=True,
+                    description="Client secret of your app in Exact's App Center"),
+        th.Property("refresh_token", th.StringType, secret=True,
+                    description="Seeds an empty token store; after that the store holds the rotating token. "
+                                "Get one with `tap-exactonline auth`."),
+        th.Property("token_store", th.StringType, secret=True,
+                    description=f"Where tokens live: a file path or a postgresql:// URL. {token_store_note}"),
+        th.Property("country", th.StringType, default="nl", allowed_values=list(COUNTRIES),
+                    description="Exact Online country site: nl, be, de, uk, us, es or fr"),
+        th.Property("base_url", th.StringType,
+                    description="Overrides the country host, e.g. http://127.0.0.1:8000 for the sandbox"),
+    ]
