@@ -156,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
             token_store.unlink(missing_ok=True)
             print(f"    sandbox at {url}")
 
-        env = bootstrap.meltano_env({
+        env = bootstrap.meltano_env()
+        # Settings exported for another project (or for prod) would beat the demo environment.
+        for name in list(env):
+            if name.startswith(("TAP_EXACTONLINE_", "TARGET_EXACTONLINE_", "TARGET_POSTGRES_", "TAP_SPREADSHEETS_")):
+                del env[name]
+        env.update({
             "MELTANO_ENVIRONMENT": "demo",
             "EXACT_SANDBOX_URL": url,
             "EXACT_SANDBOX_REFRESH_TOKEN": refresh_token,
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nLogs: {log_dir}/ (meltano-run.log, sandbox.log)")
     if args.keep:
         pid = sandbox.proc.pid if sandbox.proc else "?"
-        wh = f".venv-meltano/bin/python scripts/warehouse.py"
+        wh = ".venv-meltano/bin/python scripts/warehouse.py"
         pg = f" --pgdata {pgdata}" if demo_dir != DEFAULT_DIR else ""
         print("\nStill running:")
         print(f"  query the warehouse:  {wh} psql{pg}")

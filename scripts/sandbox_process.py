@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 import subprocess
-import threading
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -43,40 +43,32 @@ class SandboxProcess:
         self.url: str | None = None
         self.client_id = CLIENT_ID
         self.client_secret = CLIENT_SECRET
-        self._lines: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, timeout: float = 60) -> str:
+        # Output goes straight to a file, not a pipe: the server outlives a parent that exits
+        # (the demo's --keep) and never blocks on a full pipe.
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="sandbox-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [self.python, "-u", "-m", "tests.sandbox", "--port", str(free_port()), *self.args]
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            text=True, start_new_session=(os.name != "nt"),
-        )
-        found = threading.Event()
-        log = self.log_path.open("w") if self.log_path else None
-
-        def pump() -> None:  # drain the pipe for the server's whole life, so it never blocks
-            assert self.proc and self.proc.stdout
-            for line in self.proc.stdout:
-                if log:
-                    log.write(line)
-                    log.flush()
-                if len(self._lines) < 500:
-                    self._lines.append(line)
-                if not found.is_set() and "sandbox listening on " in line:
-                    self.url = line.split("sandbox listening on ", 1)[1].strip().rstrip("/")
-                    found.set()
-            if log:
-                log.close()
-
-        threading.Thread(target=pump, daemon=True, name="sandbox-output").start()
+        with self.log_path.open("w") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=(os.name != "nt"))
         deadline = time.monotonic() + timeout
-        while not found.wait(0.05):
+        while True:
+            text = self.output
+            if "sandbox listening on " in text:
+                line = text.split("sandbox listening on ", 1)[1].splitlines()[0]
+                self.url = line.strip().rstrip("/")
+                return self.url
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 time.sleep(0.3)
                 self.stop()
-                raise SandboxError(f"the sandbox did not start ({' '.join(cmd)}):\n" + "".join(self._lines[-60:]))
-        return self.url  # type: ignore[return-value]
+                raise SandboxError(f"the sandbox did not start ({' '.join(cmd)}):\n" + self.output[-4000:])
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -100,7 +92,10 @@ class SandboxProcess:
 
     @property
     def output(self) -> str:
-        return "".join(self._lines)
+        try:
+            return self.log_path.read_text(errors="replace") if self.log_path else ""
+        except FileNotFoundError:
+            return ""
 
     # -- admin API -------------------------------------------------------------------------------
     def admin(self, method: str, path: str, body: dict | None = None, *, query: dict | None = None):

