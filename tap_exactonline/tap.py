@@ -14,6 +14,7 @@ from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 
 from exactonline_api import odata
+from exactonline_api.cli import run_plugin
 from exactonline_api.settings import connection_properties
 from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
 from exactonline_api.http import ExactSession
@@ -25,9 +26,6 @@ from tap_exactonline.deletes import Deletions
 from tap_exactonline.streams import build_streams
 
 LOG = logging.getLogger("tap_exactonline")
-# EX_TEMPFAIL: the run stopped on purpose and the next run resumes; schedulers
-# can tell it apart from a failure (exit 1).
-EXIT_BUDGET_STOP = 75
 
 
 def _countries() -> dict[str, str]:
@@ -249,11 +247,4 @@ def cli() -> None:
         from tap_exactonline.auth import main_auth
 
         sys.exit(main_auth(sys.argv[2:]))
-    try:
-        TapExactOnline.cli()
-    except DailyBudgetExhausted as exc:
-        print(f"tap-exactonline: daily budget stop: {exc}", file=sys.stderr)
-        sys.exit(EXIT_BUDGET_STOP)
-    except ExactError as exc:
-        print(f"tap-exactonline: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_plugin("tap-exactonline", TapExactOnline.cli)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import typing as t
 from functools import cached_property
 from pathlib import Path
@@ -22,8 +21,9 @@ from pathlib import Path
 from singer_sdk import Target
 from singer_sdk import typing as th
 
+from exactonline_api.cli import run_plugin
 from exactonline_api.settings import connection_properties
-from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
+from exactonline_api.errors import ConfigError, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import raw_metadata
@@ -32,7 +32,6 @@ from target_exactonline.sinks import DEFAULT_BATCH_SIZE, ExactSink
 from target_exactonline.writer import ExactWriter
 
 LOG = logging.getLogger("target_exactonline")
-EXIT_BUDGET_STOP = 75  # as tap-exactonline: stopped on purpose, the next run resumes
 
 
 class RecordsRejected(ExactError):
@@ -192,14 +191,4 @@ class TargetExactOnline(Target):
 
 def cli() -> None:
     """Console entry: the Singer CLI with one-line errors; exit 1 when records were rejected."""
-    from exactonline_api import redact
-
-    redact.install()
-    try:
-        TargetExactOnline.cli()
-    except DailyBudgetExhausted as exc:
-        print(f"target-exactonline: daily budget stop: {exc}", file=sys.stderr)
-        sys.exit(EXIT_BUDGET_STOP)
-    except ExactError as exc:
-        print(f"target-exactonline: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_plugin("target-exactonline", TargetExactOnline.cli)
