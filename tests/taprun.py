@@ -13,17 +13,19 @@ from exactonline_api.errors import ExactError
 from tap_exactonline.tap import TapExactOnline
 
 
-def tap_config(sandbox, tmp_path: Path, **extra) -> dict:
-    config = {
+def sandbox_connection(sandbox, tmp_path: Path) -> dict:
+    """The settings tap and target share to reach a sandbox with a fresh token chain."""
+    return {
         "client_id": sandbox.client_id,
         "client_secret": sandbox.client_secret,
         "refresh_token": sandbox.mint_refresh_token(),
         "token_store": str(tmp_path / "tokens.json"),
         "base_url": sandbox.url,
-        "divisions": list(sandbox.divisions),
     }
-    config.update(extra)
-    return config
+
+
+def tap_config(sandbox, tmp_path: Path, **extra) -> dict:
+    return {**sandbox_connection(sandbox, tmp_path), "divisions": list(sandbox.divisions), **extra}
 
 
 def catalog_selecting(config: dict, streams: set[str], properties: dict[str, set[str]] | None = None) -> dict:

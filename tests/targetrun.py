@@ -11,6 +11,7 @@ from pathlib import Path
 
 from exactonline_api.errors import ExactError
 from target_exactonline.target import TargetExactOnline
+from tests.taprun import sandbox_connection
 
 DATA = Path(__file__).resolve().parent / "data" / "target"
 WRITES = ("POST", "PUT", "DELETE")
@@ -34,17 +35,33 @@ def target_config(sandbox, tmp_path: Path, **extra) -> dict:
     if not files.exists():
         shutil.copytree(DATA / "files", files)
     config = {
-        "client_id": sandbox.client_id,
-        "client_secret": sandbox.client_secret,
-        "refresh_token": sandbox.mint_refresh_token(),
-        "token_store": str(tmp_path / "tokens.json"),
-        "base_url": sandbox.url,
+        **sandbox_connection(sandbox, tmp_path),
         "default_division": sandbox.divisions[0],
         "attachments_dir": str(files),
         "reject_file": str(tmp_path / "rejects.jsonl"),
     }
     config.update(extra)
     return config
+
+
+def singer_text(lines: list[dict]) -> str:
+    """Singer messages as the target reads them: one JSON object a line."""
+    return "\n".join(json.dumps(m) for m in lines) + "\n"
+
+
+def record_put_bodies(monkeypatch) -> list[dict]:
+    """Collect the body of every PUT the writer sends (to check field-wise updates)."""
+    from target_exactonline import writer as writer_module
+
+    bodies: list[dict] = []
+    original = writer_module.ExactWriter.update
+
+    def spy(self, endpoint, division, ident, body, *, describe):
+        bodies.append(dict(body))
+        return original(self, endpoint, division, ident, body, describe=describe)
+
+    monkeypatch.setattr(writer_module.ExactWriter, "update", spy)
+    return bodies
 
 
 def messages(name: str) -> str:

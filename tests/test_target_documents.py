@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from tests.targetrun import DATA, api_calls, messages, run_target, target_config, writes
+from tests.targetrun import DATA, api_calls, messages, record_put_bodies, run_target, singer_text, target_config, writes
 
 SUBJECTS = ("Purchase invoice 2024-001", "Purchase invoice 2024-002", "Sales invoice 2024-100")
 
@@ -72,20 +72,12 @@ def test_documents_with_pdfs_from_files_and_base64(sandbox, tmp_path):
 
 
 def test_changed_document_is_updated_field_wise_and_changed_file_added_once(sandbox, tmp_path, monkeypatch, caplog):
-    from target_exactonline import writer as writer_module
 
     division = sandbox.divisions[0]
     run_target(target_config(sandbox, tmp_path), messages("documents.singer"))
     before = _documents(sandbox, division)
 
-    bodies: list[dict] = []
-    original = writer_module.ExactWriter.update
-
-    def spy(self, endpoint, division, ident, body, *, describe):
-        bodies.append(dict(body))
-        return original(self, endpoint, division, ident, body, describe=describe)
-
-    monkeypatch.setattr(writer_module.ExactWriter, "update", spy)
+    bodies = record_put_bodies(monkeypatch)
     sandbox.reset_log()
     changed = messages("documents_changed.singer")
     with caplog.at_level("WARNING", logger="target_exactonline.writer"):
@@ -148,7 +140,7 @@ def test_attachment_for_a_document_given_by_id(sandbox, tmp_path):
         {"type": "RECORD", "stream": "document_attachments",
          "record": {"Document": document["ID"].upper(), "Path": "credit-note-2024-003.pdf"}},
     ]
-    result = run_target(target_config(sandbox, tmp_path), "\n".join(json.dumps(m) for m in lines) + "\n")
+    result = run_target(target_config(sandbox, tmp_path), singer_text(lines))
     assert result.summary["document_attachments"]["created"] == 1
     assert ("credit-note-2024-003.pdf", _size("credit-note-2024-003.pdf")) in _attachments(
         sandbox, division, document["ID"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from urllib.parse import quote
 
@@ -10,7 +9,7 @@ from exactonline_api import odata
 from exactonline_api.registry import endpoints
 from target_exactonline.fields import comparable, key_part, same, to_wire
 from target_exactonline.writer import ExactWriter
-from tests.targetrun import api_calls, run_target, target_config, writes
+from tests.targetrun import api_calls, run_target, singer_text, target_config, writes
 
 
 def _contacts_text(n: int, suffix: str = "") -> str:
@@ -19,7 +18,7 @@ def _contacts_text(n: int, suffix: str = "") -> str:
         lines.append({"type": "RECORD", "stream": "contacts", "record": {
             "email": f"a.rather.long.mailbox.name.number.{i:04d}@writeback-lookups.example",
             "last_name": f"Person {i}{suffix}"}})
-    return "\n".join(json.dumps(m) for m in lines) + "\n"
+    return singer_text(lines)
 
 
 def test_a_big_batch_is_looked_up_in_url_sized_chunks_not_per_record(sandbox_factory, tmp_path):

@@ -6,7 +6,7 @@ import json
 import os
 
 from target_exactonline.target import RecordsRejected
-from tests.targetrun import api_calls, messages, run_target, target_config
+from tests.targetrun import api_calls, messages, run_target, singer_text, target_config
 
 
 def _reasons(result, stream: str) -> dict[str, str]:
@@ -86,7 +86,7 @@ def test_division_not_granted_to_the_token_is_rejected_without_calls_to_it(sandb
         {"type": "RECORD", "stream": "accounts", "record": {"Code": "G1", "Name": "Granted BV"}},
         {"type": "RECORD", "stream": "accounts", "record": {"Code": "G2", "Name": "Not granted BV", "Division": other}},
     ]
-    result = run_target(config, "\n".join(json.dumps(m) for m in lines) + "\n")
+    result = run_target(config, singer_text(lines))
     assert result.summary["accounts"] == {"created": 1, "updated": 0, "unchanged": 0, "rejected": 1}
     assert result.rejects[0]["reason"] == (
         f"division {other} is not one of the divisions this app may use ({granted[0]})")
@@ -100,7 +100,7 @@ def test_no_division_anywhere_is_a_reject_not_a_guess(sandbox, tmp_path):
         {"type": "SCHEMA", "stream": "items", "schema": {"properties": {}}, "key_properties": []},
         {"type": "RECORD", "stream": "items", "record": {"Code": "ART-NEW", "Description": "Nieuw artikel"}},
     ]
-    result = run_target(config, "\n".join(json.dumps(m) for m in lines) + "\n")
+    result = run_target(config, singer_text(lines))
     assert result.rejects[0]["reason"] == "no Division in the record and no default_division in the config"
     assert api_calls(sandbox) == []
 
@@ -138,7 +138,7 @@ def test_after_five_refusals_on_an_endpoint_the_rest_waits_so_exact_does_not_blo
     lines += [{"type": "RECORD", "stream": "documents", "record": {"Subject": f"Refused {i}", "Type": 999}}
               for i in range(7)]
     lines += [{"type": "RECORD", "stream": "documents", "record": {"Subject": "Fine", "Type": 20}}]
-    result = run_target(config, "\n".join(json.dumps(m) for m in lines) + "\n")
+    result = run_target(config, singer_text(lines))
     assert result.summary["documents"] == {"created": 0, "updated": 0, "unchanged": 0, "rejected": 8}
     refused = [c for c in api_calls(sandbox) if c["method"] == "POST" and c["status"] == 400]
     assert len(refused) == 5

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
 from target_exactonline.target import TargetExactOnline
-from tests.targetrun import DATA, api_calls, messages, run_target, target_config
+from tests.targetrun import DATA, api_calls, messages, run_target, singer_text, target_config
 
 
 @pytest.fixture(autouse=True)
@@ -15,12 +14,12 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(TargetExactOnline, "write_retry_delay", 0.05)
 
 
-ACCOUNTS = "\n".join(json.dumps(m) for m in [
+ACCOUNTS = singer_text([
     {"type": "SCHEMA", "stream": "accounts", "schema": {"properties": {}}, "key_properties": []},
     {"type": "RECORD", "stream": "accounts", "record": {"Code": "LOST01", "Name": "Lost Answer BV"}},
     {"type": "RECORD", "stream": "accounts", "record": {"Code": "LOST02", "Name": "Second BV"}},
     {"type": "STATE", "value": {"bookmarks": {"accounts": "done"}}},
-]) + "\n"
+])
 
 
 def _codes(sandbox) -> list[str]:

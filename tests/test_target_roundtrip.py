@@ -6,15 +6,14 @@ of those must compare equal to what Exact holds, or a round trip would rewrite t
 
 from __future__ import annotations
 
-import json
 
 from tests.taprun import run_tap, tap_config
-from tests.targetrun import api_calls, run_target, target_config, writes
+from tests.targetrun import api_calls, run_target, singer_text, target_config, writes
 
 
 def _as_singer(output, streams: set[str]) -> str:
     lines = [m for m in output.messages if m["type"] in ("SCHEMA", "RECORD") and m.get("stream") in streams]
-    return "\n".join(json.dumps(m) for m in lines) + "\n"
+    return singer_text(lines)
 
 
 def test_the_taps_own_records_fed_back_write_nothing(sandbox, tmp_path):

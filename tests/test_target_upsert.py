@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.targetrun import api_calls, messages, run_target, target_config, writes
+from tests.targetrun import api_calls, messages, record_put_bodies, run_target, singer_text, target_config, writes
 
 
 def _ours(rows: list[dict], field: str, values: set[str]) -> list[dict]:
@@ -66,7 +66,6 @@ def test_lookup_filter_escapes_quotes_and_uses_trim_for_account_codes(sandbox, t
 
 
 def test_changed_fields_are_updated_field_wise_and_others_left_alone(sandbox, tmp_path, monkeypatch):
-    from target_exactonline import writer as writer_module
 
     config = target_config(sandbox, tmp_path)
     division = sandbox.divisions[0]
@@ -77,14 +76,7 @@ def test_changed_fields_are_updated_field_wise_and_others_left_alone(sandbox, tm
     sandbox.update(division, "crm/Accounts", account["ID"], Phone="+31 30 0000000")
 
     changed = text.replace('"city": "Utrecht"', '"city": "Amersfoort"')
-    bodies: list[dict] = []
-    original = writer_module.ExactWriter.update
-
-    def spy(self, endpoint, division, ident, body, *, describe):
-        bodies.append(dict(body))
-        return original(self, endpoint, division, ident, body, describe=describe)
-
-    monkeypatch.setattr(writer_module.ExactWriter, "update", spy)
+    bodies = record_put_bodies(monkeypatch)
     sandbox.reset_log()
     result = run_target(target_config(sandbox, tmp_path), changed)
     assert result.summary["accounts"] == {"created": 0, "updated": 1, "unchanged": 3, "rejected": 0}
@@ -102,7 +94,7 @@ def test_duplicate_keys_in_one_batch_are_merged_so_reruns_stay_quiet(sandbox, tm
         {"type": "RECORD", "stream": "contacts", "record": {"Email": "twice@dup.example", "LastName": "Old"}},
         {"type": "RECORD", "stream": "contacts", "record": {"Email": "TWICE@dup.example", "LastName": "New"}},
     ]
-    text = "\n".join(json.dumps(m) for m in lines) + "\n"
+    text = singer_text(lines)
     first = run_target(config, text)
     assert first.summary["contacts"]["created"] == 1
     assert first.summary["contacts"]["merged_duplicates"] == 1
@@ -133,7 +125,7 @@ def test_records_go_to_the_division_they_name(sandbox, tmp_path):
         {"type": "RECORD", "stream": "accounts", "record": {"Code": "DIV001", "Name": "Default BV"}},
         {"type": "RECORD", "stream": "accounts", "record": {"Code": "DIV001", "Name": "Other BV", "Division": other}},
     ]
-    result = run_target(config, "\n".join(json.dumps(m) for m in lines) + "\n")
+    result = run_target(config, singer_text(lines))
     assert result.summary["accounts"]["created"] == 2
     mine = [a for a in sandbox.records(sandbox.divisions[0], "crm/Accounts") if a["Code"].strip() == "DIV001"]
     theirs = [a for a in sandbox.records(other, "crm/Accounts") if a["Code"].strip() == "DIV001"]
@@ -148,7 +140,7 @@ def test_empty_cells_clear_text_but_do_not_fight_exacts_defaults(sandbox, tmp_pa
             "code": "EMPTY1", "name": "Empty Cells BV", "city": "Utrecht", "is_supplier": "",
             "credit_line_sales": ""}},
     ]
-    text = "\n".join(json.dumps(m) for m in lines) + "\n"
+    text = singer_text(lines)
     run_target(target_config(sandbox, tmp_path), text)
     account = next(a for a in sandbox.records(division, "crm/Accounts") if a["Code"].strip() == "EMPTY1")
     # What Exact itself would have filled in.
@@ -177,7 +169,7 @@ def test_items_and_a_stream_with_a_configured_natural_key(sandbox, tmp_path):
         {"type": "SCHEMA", "stream": "cost_centers", "schema": {"properties": {}}, "key_properties": []},
         {"type": "RECORD", "stream": "cost_centers", "record": {"code": "WB-CC", "description": "Writeback kosten"}},
     ]
-    text = "\n".join(json.dumps(m) for m in lines) + "\n"
+    text = singer_text(lines)
     config = target_config(sandbox, tmp_path, natural_keys={"cost_centers": ["Code"]})
     first = run_target(config, text)
     assert first.error is None, first.error
