@@ -43,6 +43,12 @@ def _iso_for_utc_ms(utc_ms: int) -> str:
     return (_EPOCH + timedelta(milliseconds=utc_ms)).isoformat()
 
 
+def exact_ms(value: object) -> int | None:
+    """``"/Date(1577836800000)/"`` -> ``1577836800000`` (Exact's local-time milliseconds)."""
+    match = _DATE_RE.match(value) if isinstance(value, str) else None
+    return int(match.group(1)) if match else None
+
+
 def parse_exact_datetime(value: object) -> str | None:
     """``"/Date(1577836800000)/"`` -> ``"2019-12-31T23:00:00+00:00"`` (UTC).
 
@@ -54,10 +60,9 @@ def parse_exact_datetime(value: object) -> str | None:
         return None
     if isinstance(value, str):
         if value.startswith("/Date("):
-            match = _DATE_RE.match(value)
-            if not match:
+            local_ms = exact_ms(value)
+            if local_ms is None:
                 return None
-            local_ms = int(match.group(1))
             offset = _offset_ms_for_local_hour(local_ms // _HOUR_MS)
             return _iso_for_utc_ms(local_ms - offset)
         try:

@@ -10,7 +10,7 @@ import typing as t
 from datetime import datetime
 
 from exactonline_api.registry import BULK, PARENT, STANDARD, SYNC, Endpoint, Entity, entities
-from exactonline_api.timeutil import filter_datetime, parse_exact_datetime, parse_iso_utc
+from exactonline_api.timeutil import exact_ms, filter_datetime, local_ms_to_utc, parse_iso_utc
 from tap_exactonline.client import ExactStream
 
 if t.TYPE_CHECKING:
@@ -110,9 +110,7 @@ class ParentStream(ExactStream):
 
     def query_options(self, context: dict) -> dict[str, str]:
         link = t.cast(t.Any, self.entity.parent)
-        served = {f.name for f in t.cast(Endpoint, self.entity.standard).scalar_fields}
-        lines = [f"{link.navigation}/{name}" for name in self.select_fields(self.entity.standard)
-                 if name in served]
+        lines = [f"{link.navigation}/{name}" for name in self.select_fields(self.entity.standard)]
         options = {
             "$select": ",".join(["Modified", *lines]),
             "$expand": link.navigation,
@@ -126,26 +124,19 @@ class ParentStream(ExactStream):
     def parse_response(self, response) -> t.Iterable[dict]:
         navigation = t.cast(t.Any, self.entity.parent).navigation
         for parent in super().parse_response(response):
-            modified = parent.get("Modified")
-            if modified is not None:
-                self._latest_parent = max(self._latest_parent or "", str(modified), key=_modified_key)
+            modified = exact_ms(parent.get("Modified"))
+            if modified is not None and (self._latest_parent is None or modified > self._latest_parent):
+                self._latest_parent = modified
             lines = parent.get(navigation) or []
             if isinstance(lines, dict):
                 lines = lines.get("results") or []
             yield from lines
 
     def read_rows(self, context: dict | None) -> t.Iterable[dict]:
-        self._latest_parent: str | None = None
+        self._latest_parent: int | None = None  # Exact local-time ms of the newest parent seen
         yield from super().read_rows(context)
-        if self._latest_parent:
-            self.get_context_state(context)[self.BOOKMARK] = parse_exact_datetime(self._latest_parent)
-
-
-def _modified_key(value: str) -> int:
-    """Order ``/Date(ms)/`` strings by their number (string order is wrong for them)."""
-    if value.startswith("/Date("):
-        return int(value[6:].split(")")[0].split("+")[0])
-    return 0
+        if self._latest_parent is not None:
+            self.get_context_state(context)[self.BOOKMARK] = local_ms_to_utc(self._latest_parent).isoformat()
 
 
 STREAM_CLASSES: dict[str, type[ExactStream]] = {

@@ -20,7 +20,7 @@ from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import BULK, STANDARD, SYNC, Endpoint, Entity, endpoints, raw_metadata
-from exactonline_api.timeutil import filter_datetime, parse_iso_utc
+from exactonline_api.timeutil import EXACT_TZ, filter_datetime, parse_iso_utc
 from tap_exactonline.client import ExactStream, query_string
 from tap_exactonline.deletes import Deletions
 from tap_exactonline.streams import build_streams
@@ -107,8 +107,6 @@ class TapExactOnline(Tap):
         if self.config.get("start_date"):
             return parse_iso_utc(self.config["start_date"])
         if self.config.get("start_year"):
-            from exactonline_api.timeutil import EXACT_TZ
-
             return datetime(int(self.config["start_year"]), 1, 1, tzinfo=EXACT_TZ).astimezone(timezone.utc)
         return None
 
