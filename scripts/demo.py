@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(str(err)) from None
             # Tokens from an earlier sandbox mean nothing to this one: start the store afresh.
             token_store.unlink(missing_ok=True)
+            # The target's write ledger belongs to the old sandbox's records: a fresh sandbox starts empty.
+            token_store.with_name(token_store.stem + ".target-ledger.sqlite").unlink(missing_ok=True)
             print(f"    sandbox at {url}")
 
         env = bootstrap.meltano_env()

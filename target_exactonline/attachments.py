@@ -8,9 +8,10 @@ opened when they are uploaded, so a batch of documents does not hold every PDF i
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,25 @@ class AttachmentSource:
     size: int
     path: Path | None = None
     base64_text: str | None = None
+    _sha256: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the bytes (hex); a file is read in pieces, never held whole for this."""
+        if self._sha256 is None:
+            if self.base64_text is not None:
+                self._sha256 = hashlib.sha256(base64.b64decode(self.base64_text)).hexdigest()
+            else:
+                assert self.path is not None
+                digest = hashlib.sha256()
+                try:
+                    with self.path.open("rb") as fh:
+                        for block in iter(lambda: fh.read(1024 * 1024), b""):
+                            digest.update(block)
+                except OSError as exc:
+                    raise BadValue(f"file {self.path.name!r} could not be read ({exc.strerror})") from None
+                self._sha256 = digest.hexdigest()
+        return self._sha256
 
     def content_base64(self) -> str:
         if self.base64_text is not None:
@@ -52,9 +72,13 @@ class AttachmentSource:
             data = self.path.read_bytes()
         except OSError as exc:
             raise BadValue(f"file {self.path.name!r} could not be read ({exc.strerror})") from None
-        if len(data) != self.size:
+        if len(data) != self.size or (self._sha256 is not None and hashlib.sha256(data).hexdigest() != self._sha256):
             raise BadValue(f"file {self.path.name!r} changed while the target ran")
         return base64.b64encode(data).decode("ascii")
+
+    def fingerprint(self) -> list:
+        """What the ledger keeps of a file: its name (as Exact compares it), size and content hash."""
+        return [self.file_name.casefold(), self.size, self.sha256]
 
     def describe(self) -> str:
         return f"{self.file_name!r} ({self.size} bytes)"

@@ -4,6 +4,10 @@ Any Singer tap can feed it (a CSV tap, a database tap, tap-exactonline itself). 
 like tap-exactonline's stream for the entity (``accounts``, ``contacts``, ``documents``, ...) and is
 upserted on a natural key; see writer.py for how a batch becomes API calls.
 
+Unchanged records cost nothing: the write ledger (ledger.py) remembers a fingerprint of every
+record Exact confirmed, so a rerun of unchanged input makes no API call at all (not even the
+``current/Me`` division check, which is made only when something has to be looked up or written).
+
 State: singer-sdk keeps the latest STATE message and emits it only after every sink has been
 drained, i.e. after every record received before it was written (or rejected into the reject
 file). A run that fails part-way emits no state for the unwritten records; a rerun finds what was
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import typing as t
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +32,7 @@ from exactonline_api.errors import ConfigError, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import raw_metadata
+from target_exactonline.ledger import Ledger, ledger_path
 from target_exactonline.rejects import DEFAULT_REJECT_FILE, RejectFile
 from target_exactonline.sinks import DEFAULT_BATCH_SIZE, ExactSink
 from target_exactonline.writer import ExactWriter
@@ -39,6 +45,8 @@ class RecordsRejected(ExactError):
 
 
 class TargetExactOnline(Target):
+    """Writes documents, attachments and other entities to Exact Online; reruns create no duplicates."""
+
     name = "target-exactonline"
     package_name = "tap-exactonline"  # one distribution holds the tap and the target
     default_sink_class = ExactSink
@@ -60,7 +68,19 @@ class TargetExactOnline(Target):
         th.Property("reject_file", th.StringType, default=DEFAULT_REJECT_FILE,
                     description="JSON-lines file that rejected records are appended to, each with its reason"),
         th.Property("dry_run", th.BooleanType, default=False,
-                    description="Validate, look up and report what would be created or updated; write nothing"),
+                    description="Validate, look up and report what would be created or updated; write nothing "
+                                "(the ledger is read, never written)"),
+        th.Property("ledger_path", th.StringType,
+                    description="SQLite file in which the target remembers a fingerprint (hashes, keys and "
+                                "IDs only) of each record Exact confirmed, so an unchanged record costs no API "
+                                "call on the next run. Default: next to the token store file "
+                                "(<token store>.target-ledger.sqlite; with a PostgreSQL token store under "
+                                ".tokens/). Deleting it is safe: the next run looks everything up again"),
+        th.Property("verify_unchanged", th.BooleanType, default=False,
+                    description="Look every record up in Exact even when the ledger says its source did not "
+                                "change, so edits made in Exact itself (or records deleted there) are "
+                                "corrected; costs a lookup per batch. Off: such edits are left alone until "
+                                "the source record changes"),
         th.Property("batch_size", th.IntegerType, default=DEFAULT_BATCH_SIZE,
                     description="Records per batch: one lookup call (or a few, for long keys) per batch"),
         th.Property("request_timeout", th.IntegerType, default=120,
@@ -122,6 +142,11 @@ class TargetExactOnline(Target):
                            retry_delay=self.write_retry_delay)
 
     @cached_property
+    def ledger(self) -> Ledger:
+        """Opened (and, outside a dry run, locked) at its first use; closed at the end of the run."""
+        return Ledger(ledger_path(self.config), site=self.base_url, writable=not self.config.get("dry_run"))
+
+    @cached_property
     def rejects(self) -> RejectFile:
         return RejectFile(self.config.get("reject_file") or DEFAULT_REJECT_FILE,
                           run_started_at=self.initialized_at_datetime)
@@ -154,8 +179,23 @@ class TargetExactOnline(Target):
         try:
             super().listen(file_input)
         finally:
-            if not self._reported:
-                self.report(finished=False)
+            try:
+                if not self._reported:
+                    self.report(finished=False)
+            finally:
+                self._close_ledger()
+
+    def _close_ledger(self) -> None:
+        """Commit the last confirmed rows and release the ledger's lock (also after a failure)."""
+        if "ledger" not in self.__dict__:
+            return
+        if sys.exc_info()[1] is None:
+            self.ledger.close()
+            return
+        try:  # the failure in flight is what to report, not a ledger problem after it
+            self.ledger.close()
+        except Exception as exc:  # noqa: BLE001
+            LOG.warning("the ledger could not be saved after the failure: %s", exc)
 
     def process_endofpipe(self) -> None:
         super().process_endofpipe()  # drains every sink, then emits the latest state
@@ -178,6 +218,10 @@ class TargetExactOnline(Target):
         if "session" in self.__dict__:
             for budget in self.session.limiter.budgets.values():
                 LOG.info("api calls: %s", json.dumps(budget.summary()))
+        if "ledger" in self.__dict__:
+            skipped = sum(sink.upserter.tally.ledger_unchanged for sink in self._exact_sinks)
+            LOG.info("ledger %s: %d record(s) unchanged without a call%s", self.ledger.describe(), skipped,
+                     " (dry run: ledger not written)" if dry else f", {self.ledger.saved} saved")
         if not finished:
             return
         rejected = {s: c["rejected"] for s, c in self.summary().items() if c.get("rejected")}

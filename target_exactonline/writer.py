@@ -2,12 +2,15 @@
 
 Exact has no upsert, so every batch goes through the same steps, per division:
 
+0. records the write ledger (ledger.py) knows unchanged since the target last wrote them are done,
+   without a call; only the others go on, and the first of those in a run triggers the division
+   check (``current/Me``); a record's ledger row is written once Exact confirmed it;
 1. one filtered GET per URL-sized chunk of the batch finds the existing records by natural key
    (``$filter=Code eq 'a' or Code eq 'b' ...``, split to Exact's 6,000-character URL limit by
    :func:`exactonline_api.odata.batch_or_filters`, string values escaped, only the fields compared
    in ``$select``);
 2. a record without a match is POSTed; a record with one match is compared field by field and PUT
-   with only the fields that differ; an unchanged record costs no call at all;
+   with only the fields that differ; an unchanged record gets no write;
 3. a POST whose answer is lost (timeout, 5xx, dropped connection:
    :class:`exactonline_api.http.WriteOutcomeUnknown`) is followed by a lookup of its natural key
    (and, when that finds nothing, one more after a pause, for a request still running at Exact)
@@ -26,9 +29,10 @@ Request bodies (which can hold base64 attachments) are never logged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -39,6 +43,7 @@ from exactonline_api.http import ExactSession, WriteOutcomeUnknown
 from exactonline_api.registry import Endpoint, Field, endpoints
 from exactonline_api.timeutil import EXACT_TZ
 from target_exactonline.attachments import AttachmentSource
+from target_exactonline.ledger import MAX_FILE_VERSIONS, Entry, Ledger, fingerprint, record_key
 from target_exactonline.fields import (
     INTEGER,
     NUMBER,
@@ -292,6 +297,8 @@ class Tally:
     attachments_created: int = 0
     attachments_skipped: int = 0
     merged: int = 0
+    # Of ``unchanged``: records the ledger vouched for, without a call (logged, not in the summary).
+    ledger_unchanged: int = 0
 
     def as_dict(self) -> dict[str, int]:
         out = {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
@@ -317,6 +324,12 @@ class Item:
     row: dict | None = None
     outcome: str | None = None
     rejected: bool = False
+    # The write ledger: this record's key and fingerprint there, what it held before this run, and
+    # what to keep there once Exact confirmed the record (attachments: the contents per file name).
+    ledger_key: str | None = None
+    fingerprint: str | None = None
+    ledger_entry: Entry | None = None
+    files: dict[str, list[list]] = field(default_factory=dict)
 
 
 class BaseUpserter:
@@ -331,6 +344,8 @@ class BaseUpserter:
         shaper: Callable[[dict], Item],
         rejects: RejectFile,
         default_division: int | None,
+        ledger: Ledger | None = None,
+        verify_unchanged: bool = False,
     ) -> None:
         self.writer = writer
         self.stream = stream
@@ -338,6 +353,10 @@ class BaseUpserter:
         self.shaper = shaper
         self.rejects = rejects
         self.default_division = default_division
+        self.ledger = ledger
+        # verify_unchanged: the ledger is kept (and its attachment hashes used) but never trusted to
+        # skip a lookup.
+        self.trust_ledger = ledger is not None and not verify_unchanged
         self.tally = Tally()
         self._refused_divisions: dict[int, str] = {}
 
@@ -356,6 +375,11 @@ class BaseUpserter:
         self.rejects.write(self.stream, item.record, reason, division=item.division, key=self.key_of(item))
 
     def process(self, records: Sequence[dict]) -> None:
+        """One batch: shape, then per division skip what the ledger vouches for, then look up and write.
+
+        Calls to Exact (the division check through ``current/Me``, lookups, writes) are made only for
+        records the ledger does not know unchanged: a batch that changed nothing costs none.
+        """
         items: list[Item] = []
         for record in records:
             try:
@@ -363,19 +387,46 @@ class BaseUpserter:
             except RecordRejected as exc:
                 item = Item(record=record)
                 self.reject(item, exc.reason)
-        self._assign_divisions(items)
+        self._default_divisions(items)
         by_division: dict[int, list[Item]] = {}
         for item in items:
             if not item.rejected:
                 by_division.setdefault(int(item.division), []).append(item)  # type: ignore[arg-type]
+        pending: dict[int, list[Item]] = {}
         for division, group in by_division.items():
-            self._resolve_account_codes(division, group)
-            self.process_division(division, [i for i in group if not i.rejected])
+            live = self.check_ledger(division, self.prepare(division, group))
+            if live:
+                pending[division] = live
+        if not pending:
+            return
+        try:
+            problems = self.writer.division_problems(pending)
+            for division, group in pending.items():
+                for item in group:
+                    if not item.rejected and division in problems:
+                        self.reject(item, problems[division])
+                live = [i for i in group if not i.rejected]
+                if not live:
+                    continue
+                self._resolve_account_codes(division, live)
+                self.process_division(division, [i for i in live if not i.rejected])
+        except BaseException:
+            if self.ledger is not None:
+                # What Exact confirmed before the failure is worth keeping; the failure is what to report.
+                with contextlib.suppress(Exception):
+                    self.ledger.flush()
+            raise
+        if self.ledger is not None:
+            self.ledger.flush()
+
+    def prepare(self, division: int, items: list[Item]) -> list[Item]:
+        """Checks that need no call, before the ledger is asked (entities: natural key, duplicates)."""
+        return items
 
     def process_division(self, division: int, items: list[Item]) -> None:
         raise NotImplementedError
 
-    def _assign_divisions(self, items: list[Item]) -> None:
+    def _default_divisions(self, items: list[Item]) -> None:
         for item in items:
             if item.rejected:
                 continue
@@ -383,11 +434,72 @@ class BaseUpserter:
                 item.division = self.default_division
             if item.division is None:
                 self.reject(item, "no Division in the record and no default_division in the config")
-        wanted = {int(i.division) for i in items if not i.rejected}  # type: ignore[arg-type]
-        problems = self.writer.division_problems(wanted)
+
+    # -- the write ledger ------------------------------------------------------------------------------
+
+    def ledger_identity(self, item: Item) -> tuple[str, Any] | None:
+        """(ledger key, content to fingerprint) of a record; None: not kept in the ledger."""
+        return None
+
+    def check_ledger(self, division: int, items: list[Item]) -> list[Item]:
+        """The records still to look up: those the ledger does not know, or knows with other content."""
+        if self.ledger is None or not items:
+            return items
         for item in items:
-            if not item.rejected and item.division in problems:
-                self.reject(item, problems[item.division])
+            try:
+                identity = self.ledger_identity(item)
+            except BadValue as exc:
+                self.reject(item, str(exc))
+                continue
+            if identity is not None:
+                item.ledger_key, item.fingerprint = identity[0], fingerprint(identity[1])
+        entries = self.ledger.lookup(self.stream, division, [i.ledger_key for i in items
+                                                            if i.ledger_key and not i.rejected])
+        pending = []
+        for item in items:
+            if item.rejected:
+                continue
+            entry = entries.get(item.ledger_key) if item.ledger_key else None
+            item.ledger_entry = entry
+            if (self.trust_ledger and entry is not None and entry.fingerprint == item.fingerprint
+                    and self._same_account(division, item, entry)):
+                self.unchanged_by_ledger(item)
+            else:
+                pending.append(item)
+        known = len(items) - len(pending) - sum(1 for i in items if i.rejected)
+        if known:
+            LOG.info("%s (division %s): %d record(s) unchanged since the target last wrote them (ledger %s); "
+                     "not looked up", self.stream, division, known, self.ledger.describe())
+        return pending
+
+    def _same_account(self, division: int, item: Item, entry: Entry) -> bool:
+        """False when this run found the record's AccountCode on another account than the ledger's."""
+        if item.account_code is None:
+            return True
+        now = self.writer.account_ids.get((division, key_part("Edm.String", item.account_code)))
+        if now is None:  # not looked up in this run: the account the ledger knows stands
+            return True
+        return bool(now) and same("Edm.Guid", now, entry.extra.get("account"))
+
+    def unchanged_by_ledger(self, item: Item) -> None:
+        item.outcome = "unchanged"
+        self.tally.unchanged += 1
+        self.tally.ledger_unchanged += 1
+        LOG.debug("%s: unchanged since the last run (ledger)", self.describe(item))
+
+    def settle(self, division: int, item: Item, exact_id: Any = None) -> None:
+        """Exact confirmed this record (written, or found equal): keep it in the ledger."""
+        if self.ledger is None or item.rejected or not item.ledger_key or not item.fingerprint:
+            return
+        extra: dict[str, Any] = {}
+        if item.account_code is not None and item.values.get("Account"):
+            extra["account"] = str(item.values["Account"])
+        if item.files:
+            extra["files"] = item.files
+        self.ledger.record(self.stream, division, item.ledger_key, item.fingerprint, exact_id, extra)
+
+    def describe(self, item: Item) -> str:
+        return f"{self.stream} (division {item.division})"
 
     def _resolve_account_codes(self, division: int, items: list[Item]) -> None:
         """``AccountCode`` -> ``Account`` GUID: one lookup for all codes of the batch, cached per run."""
@@ -478,7 +590,7 @@ class EntityUpserter(BaseUpserter):
             return None
         return fld
 
-    def process_division(self, division: int, items: list[Item]) -> None:
+    def prepare(self, division: int, items: list[Item]) -> list[Item]:
         live = []
         for item in items:
             missing = [name for name in self.natural_key if is_empty(item.values.get(name))]
@@ -487,7 +599,21 @@ class EntityUpserter(BaseUpserter):
                                   f"(natural_keys.{self.stream} = {list(self.natural_key)})")
             else:
                 live.append(item)
-        live = self.merge_duplicates(live)
+        return self.merge_duplicates(live)
+
+    def ledger_identity(self, item: Item) -> tuple[str, Any] | None:
+        # Before AccountCode is resolved: the fingerprint is of the record as the source gave it.
+        key = record_key(zip(self.natural_key, self.normal_key(item.values)))
+        content = {"endpoint": self.endpoint.path, "values": item.values, "account_code": item.account_code,
+                   "attachments": sorted(source.fingerprint() for source in item.attachments)}
+        return key, content
+
+    def written(self, division: int, item: Item) -> None:
+        """The record is in Exact as the source has it (created, updated or found equal)."""
+        self.settle(division, item, (item.row or {}).get(self.pk))
+
+    def process_division(self, division: int, items: list[Item]) -> None:
+        live = items
         if not live:
             return
         compared = {name for item in live for name in item.values if self.comparable_field(name)}
@@ -522,6 +648,7 @@ class EntityUpserter(BaseUpserter):
                         # documents that name it by AccountCode be checked too.
                         self.writer.note_accounts(division, [{"ID": DRY_RUN_ID, **item.row}] if self.dry_run
                                                   else [item.row])
+                self.written(division, item)
             except RecordRejected as exc:
                 self.reject(item, exc.reason)
             except ExactAPIError as exc:
@@ -655,33 +782,49 @@ class AttachmentWriter:
         return by_document
 
     def add(self, division: int, document_id: Any, source: AttachmentSource, present: list[dict],
-            describe: str) -> bool:
-        """Upload ``source`` unless it is in ``present`` (updated in place); True when uploaded."""
+            describe: str, known: Collection[Sequence] | None = None) -> tuple[bool, Any]:
+        """Upload ``source`` unless it is in ``present`` (updated in place).
+
+        ``known``: (size, SHA-256) of the contents the target uploaded, or found, under this file name
+        on this document in earlier runs (from the ledger). With it, a file of the same name and size
+        but another content is a changed file; without it, name and size decide.
+        Returns (uploaded, the attachment's ID in Exact when known).
+        """
         name = source.file_name.casefold()
         same_name = [row for row in present if str(row.get("FileName") or "").casefold() == name]
-        if any(_size_of(row) == source.size for row in same_name):
+        same_size = [row for row in same_name if _size_of(row) == source.size]
+        versions = _versions(known)
+        if same_size and (not versions or (source.size, source.sha256) in versions):
             self.tally.attachments_skipped += 1
             LOG.debug("%s: attachment %s is already there; skipped", describe, source.describe())
-            return False
-        if same_name:
+            return False, same_size[-1].get("ID")
+        if same_size:
+            LOG.warning("%s: attachment %r changed: same name and size (%d bytes), but other content than the "
+                        "target put there before (SHA-256 now %s..., before %s...). Exact cannot update "
+                        "attachments, so the new file is added as another attachment next to the old one",
+                        describe, source.file_name, source.size, source.sha256[:12],
+                        ", ".join(sorted(sha[:12] for size, sha in versions if size == source.size)))
+        elif same_name:
             sizes = ", ".join(str(_size_of(row)) for row in same_name)
             LOG.warning("%s: attachment %r changed (now %d bytes, in Exact %s bytes). Exact cannot update "
                         "attachments, so the new file is added as another attachment next to the old one",
                         describe, source.file_name, source.size, sizes)
+        ident = None
         if self.dry_run:
             LOG.info("%s: (dry run) attachment %s would be added", describe, source.describe())
         else:
-            known = {str(row.get("ID")) for row in present}
+            ids = {str(row.get("ID")) for row in present}
             body = {"Document": str(document_id), "FileName": source.file_name,
                     "Attachment": source.content_base64()}
             what = f"{describe}: attachment {source.describe()}"
             row = self.writer.create(self.endpoint, division, body, describe=what,
-                                     recover=lambda: self._find_new(division, document_id, source, known))
-            present.append({"ID": row.get("ID"), "Document": str(document_id), "FileName": source.file_name,
+                                     recover=lambda: self._find_new(division, document_id, source, ids))
+            ident = row.get("ID")
+            present.append({"ID": ident, "Document": str(document_id), "FileName": source.file_name,
                             "FileSize": source.size})
             LOG.info("%s: attachment %s added", describe, source.describe())
         self.tally.attachments_created += 1
-        return True
+        return True, ident
 
     @property
     def dry_run(self) -> bool:
@@ -698,12 +841,46 @@ class AttachmentWriter:
         return None
 
 
+def _versions(known: Collection[Sequence] | None) -> set[tuple[int, str]]:
+    out = set()
+    for version in known or ():
+        try:
+            out.add((int(version[0]), str(version[1])))
+        except (TypeError, ValueError, IndexError):
+            continue
+    return out
+
+
+def known_files(item: Item) -> dict[str, list[list]]:
+    """The contents per file name the ledger remembers for this record (copied, to be extended)."""
+    files = (item.ledger_entry.extra.get("files") if item.ledger_entry else None) or {}
+    if not isinstance(files, dict):
+        return {}
+    return {str(name): [list(v) for v in versions if isinstance(v, (list, tuple)) and len(v) == 2]
+            for name, versions in files.items() if isinstance(versions, list)}
+
+
+def remember_file(files: dict[str, list[list]], source: AttachmentSource) -> None:
+    """Note that ``source``'s content is now under its name on the record's document in Exact."""
+    version = [source.size, source.sha256]
+    versions = [v for v in files.get(source.file_name.casefold(), []) if v != version]
+    files[source.file_name.casefold()] = (versions + [version])[-MAX_FILE_VERSIONS:]
+
+
 class DocumentsUpserter(EntityUpserter):
     """Documents upsert on their natural key; then their files are added (one lookup per batch)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.attachments = AttachmentWriter(self.writer, self.tally)
+
+    def unchanged_by_ledger(self, item: Item) -> None:
+        super().unchanged_by_ledger(item)
+        self.tally.attachments_skipped += len(item.attachments)
+
+    def written(self, division: int, item: Item) -> None:
+        if not item.attachments:  # else once its files are there too (after_division)
+            super().written(division, item)
 
     def after_division(self, division: int, items: list[Item]) -> None:
         with_files = [i for i in items if i.attachments and i.row is not None]
@@ -720,17 +897,22 @@ class DocumentsUpserter(EntityUpserter):
                 self.tally.attachments_created += len(item.attachments)
                 continue
             files = present.setdefault(_guid_key(document_id), [])
+            item.files = known_files(item)
             for source in item.attachments:
                 if self.refused(item, ATTACHMENTS_PATH):
                     break
                 try:
-                    self.attachments.add(division, document_id, source, files, self.describe(item))
+                    self.attachments.add(division, document_id, source, files, self.describe(item),
+                                         known=item.files.get(source.file_name.casefold()))
                 except BadValue as exc:
                     self.reject(item, f"attachment {source.file_name!r}: {exc}")
                     break
                 except ExactAPIError as exc:
                     self.handle_exact_error(item, exc, f"attachment {source.file_name!r}", ATTACHMENTS_PATH)
                     break
+                remember_file(item.files, source)
+            else:
+                EntityUpserter.written(self, division, item)
 
 
 class AttachmentsUpserter(BaseUpserter):
@@ -756,6 +938,17 @@ class AttachmentsUpserter(BaseUpserter):
         document = item.values.get("Document") or f"Subject={item.document_subject!r}"
         return f"{self.stream} document {document} (division {item.division})"
 
+    def ledger_identity(self, item: Item) -> tuple[str, Any] | None:
+        source = item.attachments[0]
+        document = (("Document", key_part("Edm.Guid", item.values["Document"])) if item.values.get("Document")
+                    else ("DocumentSubject", key_part("Edm.String", item.document_subject)))
+        key = record_key([document, ("FileName", source.file_name.casefold())])
+        return key, {"endpoint": ATTACHMENTS_PATH, "document": list(document), "file": source.fingerprint()}
+
+    def unchanged_by_ledger(self, item: Item) -> None:
+        super().unchanged_by_ledger(item)
+        self.tally.attachments_skipped += 1
+
     def process_division(self, division: int, items: list[Item]) -> None:
         self._resolve_subjects(division, items)
         live = [i for i in items if not i.rejected]
@@ -765,13 +958,19 @@ class AttachmentsUpserter(BaseUpserter):
                 continue
             files = present.setdefault(_guid_key(item.values["Document"]), [])
             source = item.attachments[0]
+            item.files = known_files(item)
             try:
-                if self.attachments.add(division, item.values["Document"], source, files, self.describe(item)):
+                uploaded, ident = self.attachments.add(division, item.values["Document"], source, files,
+                                                       self.describe(item),
+                                                       known=item.files.get(source.file_name.casefold()))
+                if uploaded:
                     item.outcome = "created"
                     self.tally.created += 1
                 else:
                     item.outcome = "unchanged"
                     self.tally.unchanged += 1
+                remember_file(item.files, source)
+                self.settle(division, item, ident)
             except BadValue as exc:
                 self.reject(item, f"attachment {source.file_name!r}: {exc}")
             except ExactAPIError as exc:

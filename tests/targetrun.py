@@ -101,3 +101,21 @@ def api_calls(sandbox) -> list[dict]:
 
 def writes(sandbox) -> list[dict]:
     return [e for e in api_calls(sandbox) if e["method"] in WRITES]
+
+
+def ledger_file(config: dict) -> Path:
+    """Where the target keeps its write ledger for this config (the default: next to the token store)."""
+    from target_exactonline.ledger import ledger_path
+
+    return ledger_path(config)
+
+
+def ledger_entries(config: dict) -> list[dict]:
+    """The committed ledger rows for this config's Exact site, read without taking the run lock."""
+    from target_exactonline.ledger import Ledger
+
+    ledger = Ledger(ledger_file(config), site=config["base_url"], writable=False)
+    try:
+        return ledger.entries()
+    finally:
+        ledger.close()

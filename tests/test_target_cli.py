@@ -96,7 +96,7 @@ def test_about_lists_the_settings():
     about = json.loads(proc.stdout)
     props = about["settings"]["properties"]
     for name in ("client_id", "client_secret", "refresh_token", "token_store", "default_division", "natural_keys",
-                 "attachments_dir", "reject_file", "dry_run", "batch_size"):
+                 "attachments_dir", "reject_file", "dry_run", "batch_size", "ledger_path", "verify_unchanged"):
         assert props[name].get("description"), name
     assert props["client_secret"].get("secret") is True and props["token_store"].get("secret") is True
 

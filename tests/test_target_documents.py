@@ -60,11 +60,17 @@ def test_documents_with_pdfs_from_files_and_base64(sandbox, tmp_path):
     downloaded = sandbox.admin("GET", f"/attachments/{division}/{attachment['ID']}")
     assert downloaded == (DATA / "files" / "invoice-2024-001.pdf").read_bytes()
 
-    # Rerun: nothing to do, not a single write (documents and attachments are found by key).
+    # Rerun: nothing to do; the ledger knows every document and file, so not a single request.
     sandbox.reset_log()
     again = run_target(target_config(sandbox, tmp_path), text)
     assert again.summary["documents"] == {"created": 0, "updated": 0, "unchanged": 3, "rejected": 0,
                                           "attachments_created": 0, "attachments_skipped": 4}
+    assert sandbox.requests() == []
+
+    # Compared with Exact (verify_unchanged): not a single write (documents and attachments are found by key).
+    sandbox.reset_log()
+    verified = run_target(target_config(sandbox, tmp_path, verify_unchanged=True), text)
+    assert verified.summary["documents"] == again.summary["documents"]
     assert writes(sandbox) == []
     gets = [(c["path"]) for c in api_calls(sandbox)]
     assert gets == ["current/Me", "crm/Accounts", "documents/Documents", "documents/DocumentAttachments"], gets

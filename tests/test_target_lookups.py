@@ -37,7 +37,7 @@ def test_a_big_batch_is_looked_up_in_url_sized_chunks_not_per_record(sandbox_fac
         assert call["status"] == 200
 
     sandbox.reset_log()
-    second = run_target(target_config(sandbox, tmp_path, batch_size=1000), _contacts_text(n))
+    second = run_target(target_config(sandbox, tmp_path, batch_size=1000, verify_unchanged=True), _contacts_text(n))
     assert second.summary["contacts"] == {"created": 0, "updated": 0, "unchanged": n, "rejected": 0}
     assert writes(sandbox) == []
     gets = [c for c in api_calls(sandbox) if c["path"] == "crm/Contacts"]

@@ -41,11 +41,21 @@ def test_csv_batch_loaded_twice_creates_once_and_second_load_writes_nothing(sand
     assert by_email["jan.jansen@writeback.example"]["Account"] == by_code["WB0001"]["ID"]
     assert first.states == [json.loads(text.splitlines()[-1])["value"]]
 
+    # Rerun: the write ledger knows every record unchanged, so not a single request reaches Exact.
+    config = target_config(sandbox, tmp_path)
     sandbox.reset_log()
-    second = run_target(target_config(sandbox, tmp_path), text)
+    second = run_target(config, text)
     assert second.error is None, second.error
     assert second.summary["accounts"] == {"created": 0, "updated": 0, "unchanged": 4, "rejected": 0}
     assert second.summary["contacts"] == {"created": 0, "updated": 0, "unchanged": 4, "rejected": 0}
+    assert sandbox.requests() == []
+    assert second.states == first.states
+
+    # Rerun comparing with Exact anyway (verify_unchanged): lookups, still no write.
+    sandbox.reset_log()
+    verified = run_target(target_config(sandbox, tmp_path, verify_unchanged=True), text)
+    assert verified.error is None, verified.error
+    assert verified.summary == second.summary
     assert writes(sandbox) == []
     calls = api_calls(sandbox)
     # current/Me (division check) + one lookup per stream; AccountCode resolves from the accounts lookup.
@@ -53,7 +63,7 @@ def test_csv_batch_loaded_twice_creates_once_and_second_load_writes_nothing(sand
         ("GET", "current/Me"), ("GET", "crm/Accounts"), ("GET", "crm/Contacts")], calls
     assert len(_ours(sandbox.records(division, "crm/Accounts"), "Code", codes)) == 4
     assert len(_ours(sandbox.records(division, "crm/Contacts"), "Email", emails)) == 4
-    assert second.states == first.states
+    assert verified.states == first.states
 
 
 def test_lookup_filter_escapes_quotes_and_uses_trim_for_account_codes(sandbox, tmp_path):
@@ -102,7 +112,8 @@ def test_duplicate_keys_in_one_batch_are_merged_so_reruns_stay_quiet(sandbox, tm
             if (r["Email"] or "").lower() == "twice@dup.example"]
     assert len(rows) == 1 and rows[0]["LastName"] == "New"
     sandbox.reset_log()
-    second = run_target(target_config(sandbox, tmp_path), text)
+    # Compared with Exact (not just the ledger): the merged record is what Exact holds.
+    second = run_target(target_config(sandbox, tmp_path, verify_unchanged=True), text)
     assert second.summary["contacts"]["unchanged"] == 1
     assert writes(sandbox) == []
 
@@ -145,10 +156,11 @@ def test_empty_cells_clear_text_but_do_not_fight_exacts_defaults(sandbox, tmp_pa
     account = next(a for a in sandbox.records(division, "crm/Accounts") if a["Code"].strip() == "EMPTY1")
     # What Exact itself would have filled in.
     sandbox.update(division, "crm/Accounts", account["ID"], IsSupplier=False, CreditLineSales=0.0)
+    # verify_unchanged: compared with Exact's values, not vouched for by the ledger.
     sandbox.reset_log()
-    again = run_target(target_config(sandbox, tmp_path), text)
+    again = run_target(target_config(sandbox, tmp_path, verify_unchanged=True), text)
     assert again.summary["accounts"]["unchanged"] == 1
-    assert writes(sandbox) == []
+    assert writes(sandbox) == [] and api_calls(sandbox)
 
     cleared = text.replace('"city": "Utrecht"', '"city": ""')
     sandbox.reset_log()
@@ -157,8 +169,9 @@ def test_empty_cells_clear_text_but_do_not_fight_exacts_defaults(sandbox, tmp_pa
     account = next(a for a in sandbox.records(division, "crm/Accounts") if a["Code"].strip() == "EMPTY1")
     assert account["City"] in (None, "")
     sandbox.reset_log()
-    assert run_target(target_config(sandbox, tmp_path), cleared).summary["accounts"]["unchanged"] == 1
-    assert writes(sandbox) == []
+    assert run_target(target_config(sandbox, tmp_path, verify_unchanged=True),
+                      cleared).summary["accounts"]["unchanged"] == 1
+    assert writes(sandbox) == [] and api_calls(sandbox)
 
 
 def test_items_and_a_stream_with_a_configured_natural_key(sandbox, tmp_path):
