@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from exactonline_api.registry import deleted_entity_types, endpoints, entities, raw_metadata
-from exactonline_api.timeutil import parse_exact_datetime, parse_iso_utc
+from exactonline_api.timeutil import parse_exact_datetime
 
 if t.TYPE_CHECKING:
     from tap_exactonline.client import ExactStream
@@ -28,6 +28,7 @@ if t.TYPE_CHECKING:
 LOG = logging.getLogger("tap_exactonline.deletes")
 RETENTION = timedelta(days=60)  # "the log of records deleted is saved for 2 months"
 MARK, CHECKED = "deleted_timestamp", "deleted_checked_at"
+HEAD = "deleted_head"  # the log head a full read started at, kept until the read finished
 DELETED_FIELDS = ",".join(f.name for f in endpoints()["sync/Deleted"].scalar_fields)
 
 
@@ -99,26 +100,26 @@ class Deletions:
     # -- routing ----------------------------------------------------------------
 
     def begin(self, stream: ExactStream, context: dict) -> None:
-        """Before a stream reads a division: handle the retention gap, note the log head.
+        """Before a stream reads a division: note the log head.
 
-        A stream syncing a division for the first time starts its deletion
-        bookmark at the log's head *before* it reads, so a row deleted while
-        it reads is still tombstoned.
+        A stream syncing a division for the first time, or in full again, starts
+        its deletion bookmark at the log's head *before* it reads, so a row
+        deleted while it reads is still tombstoned. That head is kept in the
+        state until the read finished: when a budget stop cuts the read short,
+        the next run goes on from it, so rows read before the stop and deleted
+        since are still tombstoned. (A deletion check older than the log's
+        retention is found before the run starts: :mod:`tap_exactonline.resync`
+        drops the bookmarks, these included.)
         """
         state = stream.get_context_state(context)
-        checked = state.get(CHECKED)
-        if state.get(MARK) is not None and checked and (
-                datetime.now(timezone.utc) - parse_iso_utc(checked) > RETENTION):
-            LOG.warning(
-                "%s division %s: last deletion check %s is older than Exact keeps its deletion log "
-                "(2 months); resyncing the stream in full so deleted rows can be told apart",
-                stream.name, context["Division"], checked)
-            for key in ("replication_key_value", "progress_markers", MARK, stream.BOOKMARK_KEYS):
-                state.pop(key, None)
-            state["starting_replication_value"] = None
-            self.tap.note_full_resync(stream, context["Division"])
         if state.get(MARK) is None:
-            self._first_heads[(stream.name, context["Division"])] = self.head(context["Division"])
+            started = state.pop(HEAD, None)
+            if started is not None:
+                state[MARK] = int(started)
+            else:
+                head = self.head(context["Division"])
+                self._first_heads[(stream.name, context["Division"])] = head
+                state[HEAD] = head
 
     def tombstones(self, stream: ExactStream, division: int) -> t.Iterator[dict]:
         context = {"Division": division}
@@ -126,6 +127,7 @@ class Deletions:
         mark = state.get(MARK)
         if mark is None:
             head = self._first_heads.pop((stream.name, division))
+            state.pop(HEAD, None)
         else:
             number = stream.entity.deleted_entity_type
             key = stream.entity.key[0]

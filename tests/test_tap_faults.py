@@ -106,9 +106,11 @@ def test_slow_responses_time_out_and_are_retried(busy, tmp_path):
 
 def test_daily_budget_stops_cleanly_and_the_next_day_resumes(sandbox_factory, tmp_path):
     sandbox = sandbox_factory(volumes={"transaction_lines": 5500, "financial/Journals": 200},
-                              divisions="101", daily_limit=6, minutely_limit=1000)
+                              divisions="101", daily_limit=7, minutely_limit=1000)
     config = tap_config(sandbox, tmp_path, daily_call_reserve=2)
     streams = {"transaction_lines": TL, "journals": "financial/Journals"}
+    # 5 usable calls a day: the division-move check plus the 4 pages journals needs in one run
+    # (an unsorted stream moves its bookmark only when it completes).
     day_calls: list[int] = []
 
     def charged() -> int:
@@ -124,7 +126,7 @@ def test_daily_budget_stops_cleanly_and_the_next_day_resumes(sandbox_factory, tm
     day_calls.append(charged())
     assert isinstance(outputs[0].error, DailyBudgetExhausted)
     assert "division 101" in str(outputs[0].error)
-    assert all(n <= 6 - 2 for n in day_calls), day_calls  # never ate the reserve
+    assert all(n <= 7 - 2 for n in day_calls), day_calls  # never ate the reserve
     assert calls(sandbox, 429) == []
     assert_matches_source(sandbox, outputs, streams, [101])
 
