@@ -38,9 +38,19 @@ def local_ms_to_utc(local_ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=local_ms - offset)
 
 
-@lru_cache(maxsize=65536)
-def _iso_for_utc_ms(utc_ms: int) -> str:
-    return (_EPOCH + timedelta(milliseconds=utc_ms)).isoformat()
+@lru_cache(maxsize=16384)
+def _iso_from_date_literal(value: str) -> str | None:
+    # Cached on the literal: lines of one entry share their dates, so most
+    # values of a page were converted a few rows earlier.
+    try:
+        local_ms = int(value[6:-2])  # the common "/Date(ms)/"; the regex also reads offsets
+    except ValueError:
+        parsed = exact_ms(value)
+        if parsed is None:
+            return None
+        local_ms = parsed
+    offset = _offset_ms_for_local_hour(local_ms // _HOUR_MS)
+    return (_EPOCH + timedelta(milliseconds=local_ms - offset)).isoformat()
 
 
 def exact_ms(value: object) -> int | None:
@@ -60,11 +70,7 @@ def parse_exact_datetime(value: object) -> str | None:
         return None
     if isinstance(value, str):
         if value.startswith("/Date("):
-            local_ms = exact_ms(value)
-            if local_ms is None:
-                return None
-            offset = _offset_ms_for_local_hour(local_ms // _HOUR_MS)
-            return _iso_for_utc_ms(local_ms - offset)
+            return _iso_from_date_literal(value)
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from functools import cached_property
 from urllib.parse import quote
 
 from singer_sdk.helpers.conform import TypeConformanceLevel
@@ -13,6 +16,7 @@ from singer_sdk.streams.rest import HTTPRequest, PageContext
 from exactonline_api import odata
 from exactonline_api.errors import DailyBudgetExhausted, EndpointBlocked, ExactAPIError, ExactError
 from exactonline_api.registry import Endpoint, Entity
+from tap_exactonline.output import ExactMessageWriter, RecordWriter, is_plain
 from tap_exactonline.schema import build_schema, record_converter
 
 if t.TYPE_CHECKING:
@@ -66,8 +70,21 @@ class ExactStream(RESTStream):
         self.primary_keys = list(entity.key)
         self.replication_key = entity.replication_key
         self.selected_by_default = entity.selected_by_default
-        self._convert = record_converter(entity)
         self.records_by_division: dict[int, int] = {}
+        self._page_time = datetime.now(timezone.utc)
+        self._state_for: tuple[dict | None, dict] = (None, {})
+
+    @cached_property
+    def _convert(self):
+        # Built on first use: the catalog's selection is known by then, and the
+        # converter keeps exactly the selected properties.
+        keep = [name for name in self.schema["properties"] if self._is_selected(name)]
+        return record_converter(self.entity, keep=[*keep, *self.primary_keys])
+
+    @cached_property
+    def _record_writer(self) -> RecordWriter | None:
+        writer = self._tap.message_writer
+        return RecordWriter(self.name, writer) if is_plain(self) and isinstance(writer, ExactMessageWriter) else None
 
     # -- HTTP plumbing: the shared session does auth, limits and retries --------
 
@@ -127,6 +144,31 @@ class ExactStream(RESTStream):
     def query_options(self, context: dict) -> dict[str, str]:
         return {"$select": ",".join(self.select_fields())}
 
+    def request_records(self, context: dict | None) -> t.Iterable[dict]:
+        """Pages in order, each next page fetched while this one is processed.
+
+        Exact's next link is in the page itself, so the following request can
+        be on the wire while the records of this page are converted and
+        written: the wait for Exact overlaps our own work. One page ahead at
+        most; a failure of the page ahead (a budget stop included) surfaces
+        only once the records before it were emitted.
+        """
+        paginator = self.get_new_paginator()
+        with self.get_http_request_counter() as counter, ThreadPoolExecutor(1, "exact-page") as ahead:
+            counter.with_context(context)
+            request = self._prepare_request(context=context, page=paginator)
+            pending = ahead.submit(self._request, request, context)
+            while pending is not None:
+                response = pending.result()
+                self._page_time = datetime.now(timezone.utc)
+                counter.increment()
+                paginator.advance(response)
+                pending = None
+                if not paginator.finished:
+                    request = self._prepare_request(context=context, page=paginator)
+                    pending = ahead.submit(self._request, request, context)
+                yield from self.parse_response(response)
+
     def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
         payload = getattr(response, "exact_payload", None) or response.json()
         try:
@@ -138,6 +180,14 @@ class ExactStream(RESTStream):
         division = t.cast(dict, context)["Division"]
         self.records_by_division[division] = self.records_by_division.get(division, 0) + 1
         return self._convert(row, division)
+
+    def _write_record_message(self, record: dict) -> None:
+        writer = self._record_writer
+        if writer is None:  # stream maps or flattening configured: the SDK's full path
+            super()._write_record_message(record)
+            return
+        writer.write(record, time_extracted=self._page_time, version=self._stream_version)
+        self.state_manager.is_flushed = False
 
     # -- Budget stops and deletions --------------------------------------------
 
@@ -165,8 +215,27 @@ class ExactStream(RESTStream):
     def read_rows(self, context: dict | None) -> t.Iterable[dict]:
         return super().get_records(context)
 
+    # -- Per-record bookkeeping, trimmed to what this tap uses ----------------
+
+    def _process_record(self, record: dict, child_context: dict | None = None,
+                        partition_context: dict | None = None) -> None:
+        # The converter already set Division (the only partition key) and no
+        # stream has children: the SDK's per-record context merge has no work.
+        if self.child_streams:
+            super()._process_record(record, child_context, partition_context)
+
     def _increment_stream_state(self, latest_record: dict, *, context: dict | None = None) -> None:
         # A tombstone is not a newer version of the data: it must not move the bookmark.
         if "_sdc_deleted_at" in latest_record:
             return
+        if self.is_sorted and self.replication_key:
+            # The SDK's sorted increment, without looking the partition up per record.
+            if self._state_for[0] is not context:
+                self._state_for = (context, self.get_context_state(context))
+            state = self._state_for[1]
+            new, old = latest_record.get(self.replication_key), state.get("replication_key_value")
+            if new is not None and (old is None or (old.__class__ is new.__class__ and new >= old)):
+                state["replication_key"] = self.replication_key
+                state["replication_key_value"] = new
+                return
         super()._increment_stream_state(latest_record, context=context)

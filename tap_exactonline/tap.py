@@ -11,7 +11,6 @@ from functools import cached_property
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 
 from exactonline_api import odata
 from exactonline_api.cli import run_plugin
@@ -23,6 +22,8 @@ from exactonline_api.registry import BULK, STANDARD, SYNC, Endpoint, Entity, end
 from exactonline_api.timeutil import EXACT_TZ, filter_datetime, parse_iso_utc
 from tap_exactonline.client import ExactStream, query_string
 from tap_exactonline.deletes import Deletions
+from tap_exactonline.output import ExactMessageWriter
+from tap_exactonline.resync import Resyncs, move_dates, read_move_dates
 from tap_exactonline.streams import build_streams
 
 LOG = logging.getLogger("tap_exactonline")
@@ -33,9 +34,12 @@ def _countries() -> dict[str, str]:
 
 
 class TapExactOnline(Tap):
+    """Every Exact Online entity as a typed, incremental stream, through the cheapest API Exact offers."""
+
     name = "tap-exactonline"
-    # msgspec writes Singer messages several times faster than the default writer.
-    message_writer_class = MsgSpecWriter
+    # msgspec writes Singer messages several times faster than the default
+    # writer; this one also holds the records of the hot path (output.py).
+    message_writer_class = ExactMessageWriter
 
     config_jsonschema = th.PropertiesList(
         *connection_properties(
@@ -52,6 +56,12 @@ class TapExactOnline(Tap):
         th.Property("route_deletes", th.BooleanType, default=True,
                     description="Turn sync/Deleted into tombstones (_sdc_deleted_at) on the entity streams; "
                                 "false keeps only the raw deleted stream"),
+        th.Property("resync_activate_version", th.BooleanType, default=True,
+                    description="When a stream must be re-read in full (a division move, or a deletion check "
+                                "older than Exact's 2-month deletion log), re-read it for every division and "
+                                "end with ACTIVATE_VERSION, so the target removes rows deleted in Exact meanwhile. "
+                                "Set false when several jobs load the SAME tables (e.g. one job per division): "
+                                "ACTIVATE_VERSION applies to the whole table and would remove the other jobs' rows"),
         th.Property("api_overrides", th.ObjectType(additional_properties=th.StringType),
                     description="Per stream, force 'sync', 'bulk' or 'standard' instead of the cheapest API"),
         th.Property("max_rate_limit_wait", th.IntegerType, default=90,
@@ -65,6 +75,8 @@ class TapExactOnline(Tap):
         self._stopped: dict[int, str] = {}
         self._failed: list[str] = []
         self._unfinished: dict[int, list[str]] = {}
+        self._failed_streams: set[tuple[int, str]] = set()
+        self._move_dates: dict[int, str | None] | None = None
         self._full_resyncs: list[str] = []
         self._division_list: list[int] | None = None
         super().__init__(*args, **kwargs)
@@ -150,6 +162,10 @@ class TapExactOnline(Tap):
     def deletions(self) -> Deletions:
         return Deletions(self)
 
+    @cached_property
+    def resyncs(self) -> Resyncs:
+        return Resyncs(self)
+
     def api_url(self, division: int | None, path: str) -> str:
         ep = endpoints().get(path)
         below = ep.url_path(division) if ep else (f"{division}/{path}" if division is not None else path)
@@ -171,11 +187,19 @@ class TapExactOnline(Tap):
             else:
                 me = odata.results(self.session.get_json(self.api_url(None, "current/Me") +
                                                          "?$select=CurrentDivision"))[0]
-                rows = self.read_all(int(me["CurrentDivision"]), "system/Divisions",
-                                     {"$select": "Code,Description"})
+                rows = list(self.read_all(int(me["CurrentDivision"]), "system/Divisions",
+                                          {"$select": "Code,Description,DivisionMoveDate"}))
                 self._division_list = sorted(int(r["Code"]) for r in rows)
+                self._move_dates = move_dates(rows)
                 LOG.info("divisions granted to this app: %s", self._division_list)
         return self._division_list
+
+    def division_move_dates(self) -> dict[int, str | None]:
+        """``DivisionMoveDate`` per division of this run: read with the division list, or one call."""
+        divisions = self.divisions()
+        if self._move_dates is None:
+            self._move_dates = (read_move_dates(self, divisions[0]) if divisions else None) or {}
+        return {d: self._move_dates[d] for d in divisions if d in self._move_dates}
 
     def sync_timestamp_at(self, division: int, endpoint: Endpoint | str, moment: datetime) -> int:
         """Translate a date to a sync Timestamp (``read/sync/Sync/SyncTimestamp``)."""
@@ -200,16 +224,26 @@ class TapExactOnline(Tap):
     def fail_stream(self, division: int, stream: str, reason: Exception) -> None:
         """A stream failed for one division (e.g. a module the license lacks); the others go on."""
         self._failed.append(f"{stream} in division {division}: {reason}")
+        self._failed_streams.add((division, stream))
         LOG.error("%s division %s failed, continuing with the other streams: %s", stream, division, reason)
 
     def division_stopped(self, division: int) -> bool:
         return division in self._stopped
 
+    def unfinished_divisions(self, stream: str) -> list[int]:
+        """Divisions this run did not read to the end for ``stream`` (budget stop or failure)."""
+        stopped = {d for d, names in self._unfinished.items() if stream in names}
+        return sorted(stopped | {d for d, s in self._failed_streams if s == stream})
+
     def note_full_resync(self, stream: ExactStream, division: int) -> None:
         self._full_resyncs.append(f"{stream.name}/{division}")
 
     def sync_all(self) -> None:
+        # Full resyncs are planned on every partition's state before the first
+        # stream reads, and activated after the last (tap_exactonline.resync).
+        self.resyncs.plan()
         super().sync_all()
+        self.resyncs.finish()
         self._log_summary()
         if self._failed:
             raise ExactError(f"{len(self._failed)} stream(s) failed (state kept for the others): "
