@@ -39,9 +39,12 @@ def local_ms_to_utc(local_ms: int) -> datetime:
 
 
 @lru_cache(maxsize=16384)
-def _iso_from_date_literal(value: str) -> str | None:
-    # Cached on the literal: lines of one entry share their dates, so most
-    # values of a page were converted a few rows earlier.
+def date_literal_to_iso(value: str) -> str | None:
+    """``"/Date(ms)/"`` (Amsterdam wall clock) -> UTC ISO 8601.
+
+    Cached on the literal: lines of one entry share their dates, so most
+    values of a page were converted a few rows earlier.
+    """
     try:
         local_ms = int(value[6:-2])  # the common "/Date(ms)/"; the regex also reads offsets
     except ValueError:
@@ -49,8 +52,23 @@ def _iso_from_date_literal(value: str) -> str | None:
         if parsed is None:
             return None
         local_ms = parsed
-    offset = _offset_ms_for_local_hour(local_ms // _HOUR_MS)
-    return (_EPOCH + timedelta(milliseconds=local_ms - offset)).isoformat()
+    return _iso_utc(local_ms - _offset_ms_for_local_hour(local_ms // _HOUR_MS))
+
+
+@lru_cache(maxsize=4096)
+def _day_prefix(day: int) -> str:
+    return (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+
+
+def _iso_utc(utc_ms: int) -> str:
+    """``datetime.isoformat()`` of a UTC instant in ms, twice as fast (it runs per value)."""
+    day, rest = divmod(utc_ms, 86_400_000)
+    seconds, milli = divmod(rest, 1000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    if milli:
+        return f"{_day_prefix(day)}{hours:02}:{minutes:02}:{seconds:02}.{milli:03}000+00:00"
+    return f"{_day_prefix(day)}{hours:02}:{minutes:02}:{seconds:02}+00:00"
 
 
 def exact_ms(value: object) -> int | None:
@@ -70,7 +88,7 @@ def parse_exact_datetime(value: object) -> str | None:
         return None
     if isinstance(value, str):
         if value.startswith("/Date("):
-            return _iso_from_date_literal(value)
+            return date_literal_to_iso(value)
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:

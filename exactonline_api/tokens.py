@@ -36,6 +36,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 from exactonline_api.errors import ConfigError, ExactError
+from exactonline_api.filelock import wait_for_flock
 from exactonline_api.redact import register_secret
 
 DEFAULT_STORE_DIR = ".tokens"
@@ -236,20 +237,10 @@ class FileTokenStore:
         self._ensure_dir()
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            deadline = time.monotonic() + self.lock_timeout
-            delay = 0.005
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise ExactError(
-                            f"waited {self.lock_timeout:.0f} s for the token store lock {self.lock_path}; "
-                            "another process holds it (a hung run?): stop it and try again"
-                        ) from None
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.1)
+            if not wait_for_flock(fd, self.lock_timeout):
+                raise ExactError(
+                    f"waited {self.lock_timeout:.0f} s for the token store lock {self.lock_path}; "
+                    "another process holds it (a hung run?): stop it and try again")
             self._held.depth += 1
             self._held.before_mark = _UNSET
             try:

@@ -109,6 +109,11 @@ class ExactStream(RESTStream):
         return self.exact.session
 
     @property
+    def timeout(self):
+        # The SDK passes its own 300 s to every page request; request_timeout governs them all.
+        return self.exact.session.timeout
+
+    @property
     def authenticator(self):
         return _pass_through  # ExactSession sets the bearer on every send, retries included
 

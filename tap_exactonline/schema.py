@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from exactonline_api.registry import Entity
-from exactonline_api.timeutil import parse_exact_datetime
+from exactonline_api.timeutil import date_literal_to_iso, parse_exact_datetime
 
 _INTEGER = {"Edm.Int16", "Edm.Int32", "Edm.Int64", "Edm.Byte", "Edm.SByte"}
 _NUMBER = {"Edm.Double", "Edm.Decimal", "Edm.Single"}
@@ -79,7 +79,9 @@ def record_converter(entity: Entity, keep: Iterable[str] | None = None) -> Calla
         for name in dates:
             value = row.get(name)
             if value is not None:
-                row[name] = parse_exact_datetime(value)
+                # The common "/Date(ms)/" goes straight to the cached literal converter.
+                row[name] = (date_literal_to_iso(value) if value.__class__ is str and value[:6] == "/Date("
+                             else parse_exact_datetime(value))
         for name in ints:
             value = row.get(name)
             if value.__class__ is str:

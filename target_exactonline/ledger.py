@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from exactonline_api.errors import ConfigError, ExactError
+from exactonline_api.filelock import wait_for_flock
 from exactonline_api.tokens import crash_point, default_store_path, process_label
 
 LOG = logging.getLogger("target_exactonline.ledger")
@@ -198,27 +199,16 @@ class Ledger:
         return conn
 
     def _lock(self) -> None:
-        import fcntl
-
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + self.lock_timeout
-        delay = 0.01
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = ""
-                    with contextlib.suppress(OSError):
-                        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-                    os.close(fd)
-                    raise ExactError(
-                        f"waited {self.lock_timeout:.0f} s for the ledger {self.path}: another target-exactonline "
-                        f"run uses it{f' ({holder})' if holder else ''}; run one at a time, or give each its own "
-                        "ledger_path") from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.25)
+        if not wait_for_flock(fd, self.lock_timeout, max_delay=0.25):
+            holder = ""
+            with contextlib.suppress(OSError):
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise ExactError(
+                f"waited {self.lock_timeout:.0f} s for the ledger {self.path}: another target-exactonline "
+                f"run uses it{f' ({holder})' if holder else ''}; run one at a time, or give each its own "
+                "ledger_path")
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.pwrite(fd, process_label().encode("utf-8"), 0)

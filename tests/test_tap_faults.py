@@ -96,12 +96,15 @@ def test_transient_faults_are_retried(busy, tmp_path, fault):
     assert_matches_source(busy, outputs, STREAMS, busy.divisions)
 
 
-def test_slow_responses_time_out_and_are_retried(busy, tmp_path):
+def test_slow_responses_time_out_and_are_retried(busy, tmp_path, caplog):
     busy.faults({"kind": "timeout", "ms": 2500, "path": "sync/Financial/TransactionLines", "count": 2})
     config = tap_config(busy, tmp_path, request_timeout=1)
     outputs = sync_until_complete(busy, config, STREAMS)
     assert len(outputs) == 1
     assert_matches_source(busy, outputs, STREAMS, busy.divisions)
+    # Both hung pages were given up on after request_timeout, not waited out.
+    timeouts = [r for r in caplog.records if "Timeout on GET sync/Financial/TransactionLines" in r.getMessage()]
+    assert len(timeouts) == 2
 
 
 def test_daily_budget_stops_cleanly_and_the_next_day_resumes(sandbox_factory, tmp_path):

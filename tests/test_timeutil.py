@@ -68,3 +68,17 @@ def test_host_time_zone_does_not_matter(tz):
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == ["2024-07-01T12:00:00+00:00", "2024-01-15T08:30:00+00:00",
                                "datetime'2024-07-01T14:00:00'"]
+
+
+def test_fast_iso_formatting_equals_isoformat():
+    import random
+    from datetime import datetime, timedelta, timezone
+
+    from exactonline_api.timeutil import _iso_utc
+
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    rng = random.Random(20261121)
+    samples = [0, 1, 999, 1000, -1, -86_400_001, 1_577_836_800_000, 253_402_300_799_999]
+    samples += [rng.randint(-2_000_000_000_000, 4_000_000_000_000) for _ in range(20_000)]
+    for ms in samples:
+        assert _iso_utc(ms) == (epoch + timedelta(milliseconds=ms)).isoformat(), ms

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -171,10 +172,12 @@ def warehouse(pg_admin_dsn) -> Warehouse:
 
 # -- the Exact sandbox ---------------------------------------------------------------------------
 
-@pytest.fixture
-def exact(tmp_path) -> SandboxProcess:
-    """The sandbox as a process, as the demo starts it (two divisions)."""
+@contextlib.contextmanager
+def sandbox_running(tmp_path: Path, volumes: dict[str, int] | None = None):
+    """The sandbox as a process, as the demo starts it (two divisions), with optional volumes."""
     args = ["--divisions", ",".join(map(str, SANDBOX_DIVISIONS))]
+    for name, rows in (volumes or {}).items():
+        args += ["--volume", f"{name}={rows}"]
     sandbox = SandboxProcess(sys.executable, args, log_path=tmp_path / "sandbox.log")
     sandbox.divisions = SANDBOX_DIVISIONS
     sandbox.start()
@@ -182,6 +185,12 @@ def exact(tmp_path) -> SandboxProcess:
         yield sandbox
     finally:
         sandbox.stop()
+
+
+@pytest.fixture
+def exact(tmp_path) -> SandboxProcess:
+    with sandbox_running(tmp_path) as sandbox:
+        yield sandbox
 
 
 # -- meltano -------------------------------------------------------------------------------------
