@@ -55,18 +55,26 @@ class ExactMessageWriter(MsgSpecWriter):
 
 
 class RecordWriter:
-    """Encodes one stream's RECORD messages into the writer's pending buffer."""
+    """Encodes one stream's RECORD messages into the writer's pending buffer.
+
+    Only the record itself is encoded per message; the envelope around it is
+    bytes made once per page (its ``time_extracted``) and version.
+    """
 
     def __init__(self, stream_name: str, writer: ExactMessageWriter) -> None:
-        self._head = {"type": "RECORD", "stream": stream_name}
+        self._head = b'{"type":"RECORD","stream":' + _encoder.encode(stream_name) + b',"record":'
         self._writer = writer
+        self._tail_for: tuple[datetime | None, int | None] = (None, None)
+        self._tail = b""
 
     def write(self, record: dict, *, time_extracted: datetime, version: int | None) -> None:
-        message = dict(self._head, record=record, time_extracted=time_extracted)
-        if version is not None:
-            message["version"] = version
+        if self._tail_for != (time_extracted, version):
+            versioned = b"" if version is None else b',"version":' + _encoder.encode(version)
+            self._tail = versioned + b',"time_extracted":' + _encoder.encode(time_extracted) + b"}\n"
+            self._tail_for = (time_extracted, version)
         pending = self._writer.pending
-        _encoder.encode_into(message, pending, -1)
-        pending.extend(b"\n")
+        pending += self._head
+        _encoder.encode_into(record, pending, -1)
+        pending += self._tail
         if len(pending) >= _FLUSH_AT:
             self._writer.write_pending()
