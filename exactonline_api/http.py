@@ -156,7 +156,7 @@ class ExactSession(requests.Session):
             if status >= 400:
                 raise self._client_error(response, endpoint)
             if is_read and status == 200:
-                payload = self._json_or_none(response)
+                payload = self._json_or_none(response, getattr(request, "exact_decode", None))
                 if payload is None:
                     failures = self._retry_or_raise(
                         failures, delays, division, f"malformed body on GET {endpoint}")
@@ -180,7 +180,19 @@ class ExactSession(requests.Session):
         return failures
 
     @staticmethod
-    def _json_or_none(response: requests.Response) -> Any:
+    def _json_or_none(response: requests.Response, decode: Callable[[bytes], Any] | None = None) -> Any:
+        """The decoded body, or None when it is no JSON object (a page to read again).
+
+        ``decode`` is a caller's typed decoder (a request attribute ``exact_decode``);
+        a body that does not fit its types is decoded the generic way instead.
+        """
+        if decode is not None:
+            try:
+                return decode(response.content)
+            except msgspec.ValidationError:
+                pass
+            except msgspec.DecodeError:
+                return None
         try:
             payload = msgspec.json.decode(response.content)
         except msgspec.DecodeError:

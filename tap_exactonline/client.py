@@ -13,10 +13,11 @@ from singer_sdk.pagination import BaseAPIPaginator
 from singer_sdk.streams import RESTStream
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 
-from exactonline_api import odata
 from exactonline_api.errors import DailyBudgetExhausted, EndpointBlocked, ExactAPIError, ExactError
 from exactonline_api.registry import Endpoint, Entity
+from tap_exactonline import pages
 from tap_exactonline.output import ExactMessageWriter, RecordWriter, is_plain
+from tap_exactonline.pages import TypedRows
 from tap_exactonline.schema import build_schema, record_converter
 
 if t.TYPE_CHECKING:
@@ -44,7 +45,7 @@ class ODataNextPaginator(BaseAPIPaginator):
         self._origin = origin
 
     def get_next(self, response: requests.Response) -> str | None:
-        link = odata.next_link(getattr(response, "exact_payload", None) or response.json())
+        link = pages.next_link(getattr(response, "exact_payload", None) or response.json())
         if link and not link.startswith(self._origin):
             # The bearer token must never be sent to a host we did not choose.
             raise ExactError(f"Exact returned a next-page link to another host ({link.split('?')[0]})")
@@ -55,6 +56,7 @@ class ExactStream(RESTStream):
     """Reads one registry entity; subclasses decide the filter and the bookmark."""
 
     is_sorted = False
+    typed_pages = True  # rows of the page are this entity's rows (not so through a parent)
     BOOKMARK_KEYS = "replication_key_value"  # subclasses with their own bookmark name it here
     # State at least once a page: a killed run loses at most one page of progress.
     STATE_MSG_FREQUENCY = 1000
@@ -80,6 +82,14 @@ class ExactStream(RESTStream):
         # converter keeps exactly the selected properties.
         keep = [name for name in self.schema["properties"] if self._is_selected(name)]
         return record_converter(self.entity, keep=[*keep, *self.primary_keys])
+
+    @cached_property
+    def _typed(self) -> TypedRows | None:
+        """Typed page decoding, for plain streams that read their own pages."""
+        if not self.typed_pages or self._record_writer is None:
+            return None
+        fields = self.select_fields()
+        return TypedRows(self.entity, fields if "Division" in fields else [*fields, "Division"])
 
     @cached_property
     def _record_writer(self) -> RecordWriter | None:
@@ -159,31 +169,37 @@ class ExactStream(RESTStream):
         only once the records before it were emitted.
         """
         paginator = self.get_new_paginator()
+        typed = self._typed
+
+        def fetch() -> t.Any:
+            request = self._prepare_request(context=context, page=paginator)
+            if typed is not None:
+                request.exact_decode = typed.decode  # type: ignore[attr-defined]  # read by ExactSession
+            return ahead.submit(self._request, request, context)
+
         with self.get_http_request_counter() as counter, ThreadPoolExecutor(1, "exact-page") as ahead:
             counter.with_context(context)
-            request = self._prepare_request(context=context, page=paginator)
-            pending = ahead.submit(self._request, request, context)
+            pending = fetch()
             while pending is not None:
                 response = pending.result()
                 self._page_time = datetime.now(timezone.utc)
                 counter.increment()
                 paginator.advance(response)
-                pending = None
-                if not paginator.finished:
-                    request = self._prepare_request(context=context, page=paginator)
-                    pending = ahead.submit(self._request, request, context)
+                pending = None if paginator.finished else fetch()
                 yield from self.parse_response(response)
 
     def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
         payload = getattr(response, "exact_payload", None) or response.json()
         try:
-            return odata.results(payload)
+            return pages.rows(payload)
         except ValueError as exc:
             raise ExactError(f"{self.path}: unexpected answer from Exact ({exc})") from None
 
     def post_process(self, row: dict, context: dict | None = None) -> dict | None:
         division = t.cast(dict, context)["Division"]
         self.records_by_division[division] = self.records_by_division.get(division, 0) + 1
+        if row.__class__ is not dict:
+            return t.cast(TypedRows, self._typed).convert(row, division)
         return self._convert(row, division)
 
     def _write_record_message(self, record: dict) -> None:
@@ -230,17 +246,19 @@ class ExactStream(RESTStream):
             super()._process_record(record, child_context, partition_context)
 
     def _increment_stream_state(self, latest_record: dict, *, context: dict | None = None) -> None:
-        # A tombstone is not a newer version of the data: it must not move the bookmark.
-        if "_sdc_deleted_at" in latest_record:
-            return
-        if self.is_sorted and self.replication_key:
+        key = self.replication_key
+        if latest_record.__class__ is not dict:  # a typed row: the SDK reads only the key
+            latest_record = {key: getattr(latest_record, key)} if key else {}
+        elif "_sdc_deleted_at" in latest_record:
+            return  # a tombstone is not a newer version of the data: it must not move the bookmark
+        if self.is_sorted and key:
             # The SDK's sorted increment, without looking the partition up per record.
             if self._state_for[0] is not context:
                 self._state_for = (context, self.get_context_state(context))
             state = self._state_for[1]
-            new, old = latest_record.get(self.replication_key), state.get("replication_key_value")
+            new, old = latest_record.get(key), state.get("replication_key_value")
             if new is not None and (old is None or (old.__class__ is new.__class__ and new >= old)):
-                state["replication_key"] = self.replication_key
+                state["replication_key"] = key
                 state["replication_key_value"] = new
                 return
         super()._increment_stream_state(latest_record, context=context)

@@ -7,14 +7,14 @@ from collections.abc import Callable, Iterable
 from exactonline_api.registry import Entity
 from exactonline_api.timeutil import date_literal_to_iso, parse_exact_datetime
 
-_INTEGER = {"Edm.Int16", "Edm.Int32", "Edm.Int64", "Edm.Byte", "Edm.SByte"}
-_NUMBER = {"Edm.Double", "Edm.Decimal", "Edm.Single"}
+INTEGER_EDM = {"Edm.Int16", "Edm.Int32", "Edm.Int64", "Edm.Byte", "Edm.SByte"}
+NUMBER_EDM = {"Edm.Double", "Edm.Decimal", "Edm.Single"}
 
 
 def json_type(edm: str) -> dict:
-    if edm in _INTEGER:
+    if edm in INTEGER_EDM:
         return {"type": ["integer", "null"]}
-    if edm in _NUMBER:
+    if edm in NUMBER_EDM:
         return {"type": ["number", "null"]}
     if edm == "Edm.Boolean":
         return {"type": ["boolean", "null"]}
@@ -69,8 +69,8 @@ def record_converter(entity: Entity, keep: Iterable[str] | None = None) -> Calla
     kept = frozenset(keep) if keep is not None else frozenset(f.name for f in entity.fields)
     fields = [f for f in entity.fields if f.name in kept]
     dates = tuple(f.name for f in fields if f.edm == "Edm.DateTime")
-    ints = tuple(f.name for f in fields if f.edm in _INTEGER)
-    floats = tuple(f.name for f in fields if f.edm in _NUMBER)
+    ints = tuple(f.name for f in fields if f.edm in INTEGER_EDM)
+    floats = tuple(f.name for f in fields if f.edm in NUMBER_EDM)
 
     def convert(row: dict, division: int) -> dict:
         if "_sdc_deleted_at" in row:

@@ -103,6 +103,7 @@ class ParentStream(ExactStream):
     """
 
     BOOKMARK = BOOKMARK_KEYS = "parent_modified"
+    typed_pages = False  # a page holds parents, the lines are inside them
 
     @property
     def endpoint(self) -> Endpoint:
