@@ -119,3 +119,12 @@ def ledger_entries(config: dict) -> list[dict]:
         return ledger.entries()
     finally:
         ledger.close()
+
+
+def token_strings(document: object, key: str = "") -> list[str]:
+    """Every token value in a token store document (nested), to search outputs for."""
+    if isinstance(document, dict):
+        return [v for k, value in document.items() for v in token_strings(value, k)]
+    if "token" in key and isinstance(document, str) and len(document) > 20:
+        return [document]
+    return []

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.targetrun import DATA, target_config
+from tests.targetrun import DATA, target_config, token_strings
 
 EXE = str(Path(sys.executable).parent / "target-exactonline")
 
@@ -35,7 +35,7 @@ def test_debug_logs_hold_neither_attachment_content_nor_tokens(sandbox, tmp_path
     assert file_b64[:40] not in proc.stderr
     tokens = json.loads((tmp_path / "tokens.json").read_text())
     for secret in [config["client_secret"], config["refresh_token"],
-                   *(v for k, v in _walk(tokens) if "token" in k and isinstance(v, str) and len(v) > 20)]:
+                   *token_strings(tokens)]:
         assert secret not in proc.stderr
 
 
@@ -66,7 +66,7 @@ def test_rejects_end_the_run_non_zero_with_a_one_line_reason_and_no_secret_leaks
 
     tokens = json.loads((tmp_path / "tokens.json").read_text())
     secrets = [config["client_secret"], config["refresh_token"]]
-    secrets += [v for k, v in _walk(tokens) if "token" in k and isinstance(v, str) and len(v) > 20]
+    secrets += token_strings(tokens)
     assert len(secrets) >= 3
     rejects = Path(config["reject_file"]).read_text()
     for secret in secrets:
@@ -100,10 +100,3 @@ def test_about_lists_the_settings():
         assert props[name].get("description"), name
     assert props["client_secret"].get("secret") is True and props["token_store"].get("secret") is True
 
-
-def _walk(value, key=""):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _walk(v, k)
-    else:
-        yield key, value

@@ -30,6 +30,7 @@ from tests.targetrun import (
     run_target,
     singer_text,
     target_config,
+    token_strings,
     writes,
 )
 
@@ -71,13 +72,6 @@ def _attachments(sandbox, document_id) -> list[dict]:
             if a["Document"] == document_id]
 
 
-def _walk(value, key=""):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _walk(v, k)
-    else:
-        yield key, value
-
 
 def test_unchanged_rerun_makes_not_a_single_request(sandbox, tmp_path):
     config = target_config(sandbox, tmp_path)
@@ -112,7 +106,7 @@ def test_unchanged_rerun_makes_not_a_single_request(sandbox, tmp_path):
     data = ledger_file(config).read_bytes()
     tokens = json.loads((tmp_path / "tokens.json").read_text())
     secrets = [config["client_secret"], config["refresh_token"], again["refresh_token"]]
-    secrets += [v for k, v in _walk(tokens) if "token" in k and isinstance(v, str) and len(v) > 20]
+    secrets += token_strings(tokens)
     assert len(secrets) >= 4
     for text_value in [*secrets, "Writeback Example BV", "Utrecht", "+31 30 1234567", "Jansen"]:
         assert text_value.encode() not in data, text_value
