@@ -247,18 +247,23 @@ class ExactStream(RESTStream):
 
     def _increment_stream_state(self, latest_record: dict, *, context: dict | None = None) -> None:
         key = self.replication_key
-        if latest_record.__class__ is not dict:  # a typed row: the SDK reads only the key
-            latest_record = {key: getattr(latest_record, key)} if key else {}
-        elif "_sdc_deleted_at" in latest_record:
-            return  # a tombstone is not a newer version of the data: it must not move the bookmark
-        if self.is_sorted and key:
+        if not key:
+            return  # nothing to bookmark (the SDK would do nothing either)
+        if latest_record.__class__ is dict:
+            if "_sdc_deleted_at" in latest_record:
+                return  # a tombstone is not a newer version of the data: it must not move the bookmark
+            new = latest_record.get(key)
+        else:
+            new = getattr(latest_record, key)  # a typed row (pages.py)
+        if self.is_sorted:
             # The SDK's sorted increment, without looking the partition up per record.
             if self._state_for[0] is not context:
                 self._state_for = (context, self.get_context_state(context))
             state = self._state_for[1]
-            new, old = latest_record.get(key), state.get("replication_key_value")
+            old = state.get("replication_key_value")
             if new is not None and (old is None or (old.__class__ is new.__class__ and new >= old)):
                 state["replication_key"] = key
                 state["replication_key_value"] = new
                 return
-        super()._increment_stream_state(latest_record, context=context)
+        # Unsorted progress markers, and the SDK's own errors: it reads only the key.
+        super()._increment_stream_state({key: new}, context=context)

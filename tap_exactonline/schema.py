@@ -58,7 +58,7 @@ def _to_float(value: object) -> object:
     return float(value) if isinstance(value, str) else value
 
 
-def record_converter(entity: Entity, keep: Iterable[str] | None = None) -> Callable[[dict, int], dict]:
+def record_converter(entity: Entity, keep: Iterable[str]) -> Callable[[dict, int], dict]:
     """A function that turns one Exact row into a Singer record, in place.
 
     ``keep`` names the properties the record may carry (the selected ones);
@@ -66,7 +66,7 @@ def record_converter(entity: Entity, keep: Iterable[str] | None = None) -> Calla
     newer than our metadata) is dropped. The field lists are resolved once per
     stream so that each record costs a few dict operations per converted field.
     """
-    kept = frozenset(keep) if keep is not None else frozenset(f.name for f in entity.fields)
+    kept = frozenset(keep)
     fields = [f for f in entity.fields if f.name in kept]
     dates = tuple(f.name for f in fields if f.edm == "Edm.DateTime")
     ints = tuple(f.name for f in fields if f.edm in INTEGER_EDM)
