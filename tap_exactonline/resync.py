@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 
 from exactonline_api.errors import DailyBudgetExhausted, EndpointBlocked, ExactAPIError
 from exactonline_api.timeutil import parse_exact_datetime, parse_iso_utc
+from tap_exactonline import shards
 from tap_exactonline.deletes import CHECKED, HEAD, MARK, RETENTION
 
 if t.TYPE_CHECKING:
@@ -66,7 +67,7 @@ class Resyncs:
 
     @property
     def use_versions(self) -> bool:
-        return bool(self.tap.config.get("resync_activate_version", True))
+        return shards.activate_version_allowed(self.tap.config)
 
     # -- before the first stream ------------------------------------------------
 

@@ -23,6 +23,7 @@ from exactonline_api.timeutil import EXACT_TZ, filter_datetime, parse_iso_utc
 from tap_exactonline.client import ExactStream, query_string
 from tap_exactonline.deletes import Deletions
 from tap_exactonline.output import ExactMessageWriter
+from tap_exactonline import shards
 from tap_exactonline.resync import Resyncs, move_dates, read_move_dates
 from tap_exactonline.streams import build_streams
 
@@ -46,6 +47,7 @@ class TapExactOnline(Tap):
             "Default: .tokens/ in the working directory; a URL lets several machines share one token chain."),
         th.Property("divisions", th.ArrayType(th.IntegerType),
                     description="Division codes to sync; all divisions the user granted when omitted"),
+        shards.PROPERTY,
         th.Property("start_date", th.DateTimeType,
                     description="First sync starts at this moment (ISO 8601, UTC when no offset)"),
         th.Property("start_year", th.IntegerType,
@@ -106,6 +108,7 @@ class TapExactOnline(Tap):
                 raise ConfigError(f"api_overrides.{stream}: {api!r} is not one of sync, bulk, standard")
         if cfg.get("daily_call_reserve", 0) < 0:
             raise ConfigError("daily_call_reserve must be 0 or more")
+        shards.parse(cfg.get("division_shard"))
 
     @property
     def base_url(self) -> str:
@@ -192,6 +195,7 @@ class TapExactOnline(Tap):
                 self._division_list = sorted(int(r["Code"]) for r in rows)
                 self._move_dates = move_dates(rows)
                 LOG.info("divisions granted to this app: %s", self._division_list)
+            self._division_list = shards.pick(self._division_list, self.config.get("division_shard"))
         return self._division_list
 
     def division_move_dates(self) -> dict[int, str | None]:
@@ -241,6 +245,8 @@ class TapExactOnline(Tap):
     def sync_all(self) -> None:
         # Full resyncs are planned on every partition's state before the first
         # stream reads, and activated after the last (tap_exactonline.resync).
+        if not self.divisions():
+            return  # a shard that holds none of the divisions (shards.pick said so)
         self.resyncs.plan()
         super().sync_all()
         self.resyncs.finish()
