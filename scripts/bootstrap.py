@@ -8,12 +8,15 @@ Standard library only, so it runs with any Python >= 3.10 on a fresh machine:
   Meltano's pins never meet singer-sdk's;
 * ``.venv/``          the dev venv: this package editable with ``[dev]`` (pytest,
   the sandbox's dependencies);
-* ``.meltano/``       the plugins of ``meltano.yml`` (``meltano install``).
+* ``.meltano/``       the plugins of ``meltano.yml`` (``meltano install``);
+* ``.venv-orchestrate/`` Dagster (``orchestrate/requirements.txt``), which runs the main
+  job in shards of divisions; apart again, so Dagster's pins meet neither Meltano's
+  nor singer-sdk's.
 
 Each step is skipped when what it would install is already there (a stamp file
 holds the hash of its inputs), so a second run takes a second or two.
 
-Usage: ``python3 scripts/bootstrap.py [--tools] [--dev] [--plugins]`` (no flag: all).
+Usage: ``python3 scripts/bootstrap.py [--tools] [--dev] [--plugins] [--orchestrate]`` (no flag: all).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEV_VENV = ROOT / ".venv"
 TOOLS_VENV = ROOT / ".venv-meltano"
 TOOLS_REQUIREMENTS = ROOT / "scripts" / "requirements-meltano.txt"
+ORCHESTRATE_VENV = ROOT / ".venv-orchestrate"
+ORCHESTRATE_REQUIREMENTS = ROOT / "orchestrate" / "requirements.txt"
 LOG_DIR = ROOT / ".meltano" / "logs"
 MIN_PYTHON = (3, 10)
 
@@ -163,6 +168,31 @@ def ensure_dev_venv() -> bool:
     return True
 
 
+def orchestrate_bin(name: str = "dagster") -> Path:
+    return venv_bin(ORCHESTRATE_VENV, name)
+
+
+def ensure_orchestrate_venv() -> bool:
+    """Dagster in ``.venv-orchestrate``. Returns True if it installed anything."""
+    digest = _digest(ORCHESTRATE_REQUIREMENTS.read_bytes(), sys.version.encode())
+    if orchestrate_bin().exists() and _stamp_ok(ORCHESTRATE_VENV, "orchestrate", digest):
+        return False
+    t0 = time.monotonic()
+    log(f"installing Dagster into {ORCHESTRATE_VENV.name}/")
+    python = venv_bin(ORCHESTRATE_VENV, "python")
+    if not python.exists():
+        run_logged([sys.executable, "-m", "venv", str(ORCHESTRATE_VENV)], "venv-orchestrate.log")
+    uv = _uv()
+    if uv is not None:
+        cmd = [str(uv), "pip", "install", "--python", str(python), "-r", str(ORCHESTRATE_REQUIREMENTS)]
+    else:
+        cmd = [str(python), "-m", "pip", "install", "-q", "-r", str(ORCHESTRATE_REQUIREMENTS)]
+    run_logged(cmd, "pip-orchestrate.log", env=_pip_env())
+    _write_stamp(ORCHESTRATE_VENV, "orchestrate", digest)
+    log(f"   done in {time.monotonic() - t0:.0f}s")
+    return True
+
+
 def meltano_env(extra: dict | None = None) -> dict:
     """Environment for running ``meltano`` from the tools venv in this project."""
     env = dict(os.environ)
@@ -195,15 +225,17 @@ def ensure_plugins() -> bool:
     return True
 
 
-def bootstrap(*, tools: bool = True, dev: bool = True, plugins: bool = True) -> None:
+def bootstrap(*, tools: bool = True, dev: bool = True, plugins: bool = True, orchestrate: bool = False) -> None:
     _check_python()
     with _lock():
-        if tools or plugins or dev:
-            ensure_tools_venv()  # dev uses its uv; plugins use its meltano
+        if tools or plugins or dev or orchestrate:
+            ensure_tools_venv()  # dev and orchestrate use its uv; plugins use its meltano
         if dev:
             ensure_dev_venv()
         if plugins:
             ensure_plugins()
+        if orchestrate:
+            ensure_orchestrate_venv()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,10 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", action="store_true", help="only the tools venv (.venv-meltano)")
     parser.add_argument("--dev", action="store_true", help="the dev venv (.venv)")
     parser.add_argument("--plugins", action="store_true", help="the Meltano plugins (.meltano/)")
+    parser.add_argument("--orchestrate", action="store_true", help="Dagster (.venv-orchestrate)")
     args = parser.parse_args(argv)
-    everything = not (args.tools or args.dev or args.plugins)
+    everything = not (args.tools or args.dev or args.plugins or args.orchestrate)
     t0 = time.monotonic()
-    bootstrap(tools=True, dev=everything or args.dev, plugins=everything or args.plugins)
+    bootstrap(tools=True, dev=everything or args.dev, plugins=everything or args.plugins,
+              orchestrate=everything or args.orchestrate)
     log(f"bootstrap complete in {time.monotonic() - t0:.0f}s")
     return 0
 
