@@ -10,8 +10,8 @@ ops run is Dagster's choice: on one machine the multiprocess executor below, on 
 the run launcher or executor configured in ``dagster.yaml`` (README).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster reads the op signatures' annotations
+# at definition time and refuses string ones.
 from pathlib import Path
 
 from dagster import (
@@ -20,7 +20,6 @@ from dagster import (
     Failure,
     In,
     MetadataValue,
-    Nothing,
     OpExecutionContext,
     Output,
     RetryPolicy,
@@ -31,7 +30,7 @@ from dagster import (
 )
 
 from orchestrate.meltano import Settings, ShardRun, run_shard
-from orchestrate.tables import prepare_tables
+from orchestrate.tables import prepare_tables, schema_messages
 
 JOB_NAME = "exact_to_warehouse_shards"
 # Exit 75: the tap stopped to keep a division's daily call reserve, with its state saved.
@@ -57,11 +56,12 @@ def _metadata(run: ShardRun) -> dict:
 def shard_op(settings: Settings, k: int):
     n = settings.shards
 
-    @op(name=f"shard_{k}_of_{n}", ins={"tables_ready": In(Nothing)}, tags={"exact/division_shard": f"{k}/{n}"},
+    @op(name=f"shard_{k}_of_{n}", ins={"catalog": In(dict)}, tags={"exact/division_shard": f"{k}/{n}"},
         retry_policy=RetryPolicy(max_retries=settings.retries, delay=settings.retry_delay),
         description=f"meltano run {settings.job} for the divisions of shard {k}/{n}")
-    def run(context: OpExecutionContext) -> Output:
-        result = run_shard(settings, k, n, _log_dir(settings, context), attempt=context.retry_number + 1)
+    def run(context: OpExecutionContext, catalog: dict):
+        result = run_shard(settings, k, n, _log_dir(settings, context), catalog=catalog,
+                           attempt=context.retry_number + 1)
         for summary in result.summaries:
             context.log.info(f"shard {k}/{n} run summary: {summary}")
         if result.returncode == BUDGET_STOP:
@@ -80,10 +80,13 @@ def shard_op(settings: Settings, k: int):
 def tables_op(settings: Settings):
     @op(name="prepare_tables", retry_policy=RetryPolicy(max_retries=settings.retries, delay=settings.retry_delay),
         description="Creates the job's tables and columns once, so the shards' loaders never race to create them")
-    def prepare(context: OpExecutionContext) -> Output:
-        streams = prepare_tables(settings, _log_dir(settings, context))
+    def prepare(context: OpExecutionContext):
+        # The catalog goes to the shards through Dagster's IO manager (a shared one, such as
+        # S3, when the steps run on several machines).
+        catalog = prepare_tables(settings, _log_dir(settings, context))
+        streams = [m["stream"] for m in schema_messages(catalog)]
         context.log.info(f"tables ready for {len(streams)} streams")
-        return Output(None, metadata={"streams": MetadataValue.json(streams)})
+        return Output(catalog, metadata={"streams": MetadataValue.json(streams)})
 
     return prepare
 
@@ -92,13 +95,18 @@ def build(settings: Settings) -> Definitions:
     prepare = tables_op(settings)
     shards = [shard_op(settings, k) for k in range(1, settings.shards + 1)]
 
-    @job(name=JOB_NAME, executor_def=multiprocess_executor.configured({"max_concurrent": settings.concurrency}),
+    # forkserver: Dagster is imported once and each step forks from it, instead of every
+    # step starting a Python that imports Dagster again (seconds of CPU per step).
+    executor = multiprocess_executor.configured(
+        {"max_concurrent": settings.concurrency, "start_method": {"forkserver": {}}})
+
+    @job(name=JOB_NAME, executor_def=executor,
          description=f"{settings.job} in {settings.shards} shards of divisions, "
                      f"at most {settings.concurrency} at once")
     def shards_job() -> None:
-        ready = prepare()
+        catalog = prepare()
         for shard in shards:
-            shard(tables_ready=ready)
+            shard(catalog=catalog)
 
     schedule = ScheduleDefinition(job=shards_job, cron_schedule=settings.cron, execution_timezone=settings.timezone,
                                   default_status=DefaultScheduleStatus.RUNNING)

@@ -102,6 +102,8 @@ def sys_dir_env(settings: Settings, name: str) -> dict[str, str]:
         "MELTANO_SYS_DIR_ROOT": str(own),
         "MELTANO_DATABASE_URI": os.environ.get("MELTANO_DATABASE_URI") or f"sqlite:///{base / 'meltano.db'}",
         "NO_COLOR": "1",
+        # Names each step's PostgreSQL sessions (pg_stat_activity, logs): which shard holds a lock.
+        "PGAPPNAME": f"exactonline-{name}",
     }
 
 
@@ -137,11 +139,21 @@ def read_log(run: ShardRun, lines: list[str]) -> ShardRun:
     return run
 
 
-def run_shard(settings: Settings, k: int, n: int, log_dir: Path, attempt: int = 1) -> ShardRun:
-    """``meltano run <job>`` for shard k of n, with a state ID of its own."""
+def run_shard(settings: Settings, k: int, n: int, log_dir: Path, *, catalog: dict | None = None,
+              attempt: int = 1) -> ShardRun:
+    """``meltano run <job>`` for shard k of n, with a state ID of its own.
+
+    ``catalog``: the job's catalog (from the schema step), given to the extractor through
+    Meltano's ``catalog`` extra so that the shard skips the tap's discovery.
+    """
     name = f"shard-{k}-of-{n}"
     env = {**os.environ, **sys_dir_env(settings, name), "TAP_EXACTONLINE_DIVISION_SHARD": f"{k}/{n}"}
     log_dir.mkdir(parents=True, exist_ok=True)
+    if catalog is not None:
+        extractor = settings.extractor_and_loader()[0]
+        path = log_dir / f"{name}.catalog.json"
+        path.write_text(json.dumps(catalog))
+        env[extractor.upper().replace("-", "_") + "__CATALOG"] = str(path)
     log_path = log_dir / f"{name}-attempt-{attempt}.log"
     started = time.monotonic()
     with log_path.open("w") as log:

@@ -58,8 +58,12 @@ def _meltano(settings: Settings, env: dict, *args: str, stdin: str | None = None
     return proc.stdout
 
 
-def prepare_tables(settings: Settings, log_dir: Path) -> list[str]:
-    """Send the loader the job's SCHEMA messages; returns the streams whose tables it prepared."""
+def prepare_tables(settings: Settings, log_dir: Path) -> dict:
+    """Send the loader the job's SCHEMA messages; returns the catalog they came from.
+
+    The shards run with this catalog too (``run_shard``), so the tap's discovery runs
+    once per run of the orchestrator, not once per shard.
+    """
     extractor, loader = settings.extractor_and_loader()
     env = {**os.environ, **sys_dir_env(settings, "tables")}
     catalog = json.loads(_meltano(settings, env, "invoke", "--dump=catalog", extractor))
@@ -67,4 +71,4 @@ def prepare_tables(settings: Settings, log_dir: Path) -> list[str]:
     log_dir.mkdir(parents=True, exist_ok=True)
     _meltano(settings, env, "invoke", loader, stdin="".join(json.dumps(m) + "\n" for m in messages),
              log=log_dir / "tables.log")
-    return [m["stream"] for m in messages]
+    return catalog

@@ -1,0 +1,124 @@
+"""Scaling out: Dagster runs the main job in 3 shards of divisions at once (README, "Scaling out").
+
+One ``dagster job execute`` of ``orchestrate.definitions`` on this machine: the schema step,
+then three ``meltano run`` shards concurrently into one real PostgreSQL, sharing the
+PostgreSQL token store while the sandbox's access tokens expire every few seconds, with one
+division's transaction lines refused once, so that its shard fails and is retried.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+
+from scripts import bootstrap
+from scripts.sandbox_process import SandboxProcess
+from tap_exactonline.shards import shard_of
+from tests.e2e.conftest import ROOT, isolated_sys_dir
+from tests.e2e.test_main_job import assert_warehouse_equals_sandbox, selected_streams
+
+pytestmark = pytest.mark.e2e
+
+DIVISIONS = (101, 102, 103, 104)  # shards of 3: {101, 102}, {104}, {103}
+SHARDS = 3
+FAULTY = 104
+TOKEN_LIFETIME = 6  # seconds: every shard outlives a few access tokens
+
+
+# Logs each DDL command on the warehouse schema with the application_name of its session
+# (the orchestrator names each step's sessions through PGAPPNAME).
+DDL_LOG = """
+CREATE TABLE public.ddl_log (app text, command text, object text);
+CREATE FUNCTION public.log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+    IF r.schema_name = 'exactonline' OR r.object_identity = 'exactonline' THEN
+      INSERT INTO public.ddl_log VALUES (current_setting('application_name'), r.command_tag, r.object_identity);
+    END IF;
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER log_ddl ON ddl_command_end EXECUTE FUNCTION public.log_ddl();
+"""
+
+
+@pytest.fixture(scope="session")
+def dagster_bin(meltano_bin):
+    bootstrap.bootstrap(tools=False, dev=False, plugins=False, orchestrate=True)
+    return bootstrap.orchestrate_bin("dagster")
+
+
+def test_three_shards_under_dagster_share_tokens_load_everything_and_retry(
+        dagster_bin, meltano_bin, warehouse, tmp_path):
+    assert sorted({shard_of(d, SHARDS) for d in DIVISIONS}) == [1, 2, 3]
+    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
+        conn.execute(DDL_LOG)
+    sandbox = SandboxProcess(sys.executable, [
+        "--divisions", ",".join(map(str, DIVISIONS)),
+        "--knob", f"access_token_lifetime={TOKEN_LIFETIME}",
+        # Exact's "too early" rule scaled to the short lifetime (570 of 600 s).
+        "--knob", f"refresh_too_early_seconds={TOKEN_LIFETIME * 0.9:.0f}",
+    ], log_path=tmp_path / "sandbox.log")
+    sandbox.divisions = DIVISIONS
+    with sandbox:
+        sandbox.admin("POST", "faults", {"kind": "error", "path": "sync/Financial/TransactionLines",
+                                         "division": FAULTY, "count": 1, "status": 400})
+        env = bootstrap.meltano_env({
+            "MELTANO_ENVIRONMENT": "demo",
+            "MELTANO_SYS_DIR_ROOT": str(isolated_sys_dir(tmp_path)),
+            "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+            "MELTANO_BIN": str(meltano_bin),
+            "EXACT_SANDBOX_URL": sandbox.url,
+            "EXACT_SANDBOX_REFRESH_TOKEN": sandbox.mint_refresh_token(),
+            "DEMO_WAREHOUSE_URL": warehouse.url,
+            # No `divisions`: every shard splits the granted list.
+            "TAP_EXACTONLINE_TOKEN_STORE": warehouse.url.replace("postgresql+psycopg://", "postgresql://"),
+            "DAGSTER_HOME": str(tmp_path / "dagster"),
+            "EXACT_SHARDS": str(SHARDS),
+            "EXACT_SHARD_CONCURRENCY": str(SHARDS),
+            "EXACT_SHARD_RETRIES": "1",
+            "EXACT_SHARD_RETRY_DELAY": "0",
+        })
+        (tmp_path / "dagster").mkdir()
+        started = time.monotonic()
+        proc = subprocess.run(
+            [str(dagster_bin), "job", "execute", "-d", str(ROOT), "-m", "orchestrate.definitions",
+             "-j", "exact_to_warehouse_shards"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+        seconds = time.monotonic() - started
+        (tmp_path / "dagster.log").write_text(proc.stdout)
+        print(f"dagster job execute: {seconds:.1f} s wall")  # the README's figure (pytest -s)
+        assert proc.returncode == 0, f"dagster run failed; log {tmp_path / 'dagster.log'}\n{proc.stdout[-6000:]}"
+        output = proc.stdout
+
+        # All shards succeeded; the faulty division's shard only on its retry, and its failure
+        # named its division.
+        for k in range(1, SHARDS + 1):
+            assert f'"shard_{k}_of_{SHARDS}" - STEP_SUCCESS' in output or \
+                f"shard_{k}_of_{SHARDS} - STEP_SUCCESS" in output, f"shard {k}: no success in the log"
+        assert f"shard {shard_of(FAULTY, SHARDS)}/{SHARDS} (divisions [{FAULTY}]) failed" in output
+        assert "STEP_UP_FOR_RETRY" in output
+
+        # Observability: every division's run summary is in Dagster's log.
+        for division in DIVISIONS:
+            assert f"run summary: {{'division': {division}," in output, f"no run summary for division {division}"
+
+        # The token chain: access tokens expired during the run and were refreshed, and no
+        # token call failed.
+        token_calls = [e for e in sandbox.log() if "oauth2/token" in e["path"]]
+        assert [e["status"] for e in token_calls if e["status"] != 200] == [], token_calls
+        assert len(token_calls) >= 2, "no access token expired during the run"
+
+        # Every table equals the sandbox, every row once (primary keys are unique).
+        assert_warehouse_equals_sandbox(sandbox, warehouse, selected_streams())
+
+        # Every CREATE and ALTER on the warehouse's tables came from the schema step: the
+        # shards' loaders found nothing to create or alter, so they had nothing to race on.
+        ddl = warehouse.query("SELECT app, command, object FROM public.ddl_log")
+        assert {app for app, _, _ in ddl} == {"exactonline-tables"}, ddl
+        assert {obj.split(".")[-1].strip('"') for _, cmd, obj in ddl if cmd == "CREATE TABLE"} == warehouse.tables()
