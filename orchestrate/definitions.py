@@ -29,7 +29,7 @@ from dagster import (
     op,
 )
 
-from orchestrate.meltano import Settings, ShardRun, run_shard
+from orchestrate.meltano import Settings, ShardRun, run_shard, system_dir
 from orchestrate.tables import prepare_tables, schema_messages
 
 JOB_NAME = "exact_to_warehouse_shards"
@@ -39,7 +39,7 @@ BUDGET_STOP = 75
 
 
 def _log_dir(settings: Settings, context: OpExecutionContext) -> Path:
-    return settings.project / ".meltano" / "logs" / "orchestrate" / context.run_id
+    return system_dir(settings) / "logs" / "orchestrate" / context.run_id
 
 
 def _metadata(run: ShardRun) -> dict:
@@ -68,10 +68,10 @@ def shard_op(settings: Settings, k: int):
             context.log.warning(f"shard {k}/{n} ({result.divisions_text}) stopped to keep the daily call reserve; "
                                 "its state is saved and the next run goes on from there")
         elif result.returncode:
-            raise Failure(
-                description=f"shard {k}/{n} ({result.divisions_text}) failed: meltano exited {result.returncode}; "
-                            + (" | ".join(result.errors[-3:]) or f"see {result.log_path}"),
-                metadata=_metadata(result))
+            failed = (f"shard {k}/{n} ({result.divisions_text}) failed: meltano exited {result.returncode}; "
+                      + (" | ".join(result.errors[-3:]) or f"see {result.log_path}"))
+            context.log.error(failed)
+            raise Failure(description=failed, metadata=_metadata(result))
         return Output(None, metadata=_metadata(result))
 
     return run

@@ -78,6 +78,11 @@ class Settings:
         raise SystemExit(f"EXACT_MELTANO_JOB={self.job!r} is not a job in {self.project / 'meltano.yml'}")
 
 
+def system_dir(settings: Settings) -> Path:
+    """Meltano's system directory for this project (``.meltano`` unless the environment moves it)."""
+    return Path(os.environ.get("MELTANO_SYS_DIR_ROOT") or settings.project / ".meltano")
+
+
 def sys_dir_env(settings: Settings, name: str) -> dict[str, str]:
     """Meltano settings for one invocation: its own system directory, the shared state.
 
@@ -87,7 +92,7 @@ def sys_dir_env(settings: Settings, name: str) -> dict[str, str]:
     installed plugins, while the system database (where the state of every shard's
     state ID lives) stays the project's, unless ``MELTANO_DATABASE_URI`` names another.
     """
-    base = Path(os.environ.get("MELTANO_SYS_DIR_ROOT") or settings.project / ".meltano")
+    base = system_dir(settings)
     own = base / "orchestrate" / name
     for kind in PLUGIN_KINDS:
         installed = base / kind
