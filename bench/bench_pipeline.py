@@ -35,7 +35,7 @@ from pathlib import Path
 import psycopg
 import yaml
 
-from scripts.sandbox_process import SandboxProcess
+from exact_sandbox.process import SandboxProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAM = "transaction_lines"

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from scripts import bootstrap
-from scripts.sandbox_process import SandboxProcess
+from exact_sandbox.process import SandboxProcess
 from tap_exactonline.shards import shard_of
 from tests.e2e.conftest import ROOT, isolated_sys_dir
 from tests.e2e.test_main_job import assert_warehouse_equals_sandbox
