@@ -1,7 +1,7 @@
 """Benchmark: tap-exactonline | target-postgres into the local PostgreSQL, in one run.
 
-    .venv/bin/python -m bench.bench_pipeline --rows 100000
-    .venv/bin/python -m bench.bench_pipeline --rows 20000 --variant validate_records=false \\
+    .venv/bin/python bench/bench_pipeline.py --rows 100000
+    .venv/bin/python bench/bench_pipeline.py --rows 20000 --variant validate_records=false \\
         --variant use_copy=true,validate_records=false,batch_size_rows=50000
 
 Loads N transaction lines (all 71 fields) of one sandbox division and prints, in
