@@ -23,14 +23,18 @@ _SHARD_LINE = re.compile(r"division_shard (\d+)/(\d+): divisions (\[[^\]]*\]|non
 _SUMMARY_LINE = re.compile(r"run summary: (\{.*\})")
 
 
+class SettingsError(ValueError):
+    """A bad orchestrator setting: one line naming it (Dagster shows it where the code fails to load)."""
+
+
 def _env_int(env: dict, name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name, "")
     try:
         value = int(raw) if raw.strip() else default
     except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not a whole number") from None
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
     if value < minimum:
-        raise SystemExit(f"{name}={value} must be at least {minimum}")
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
     return value
 
 
@@ -75,7 +79,7 @@ class Settings:
             if job["name"] == self.job:
                 extractor, loader = job["tasks"][0].split()[:2]
                 return extractor, loader
-        raise SystemExit(f"EXACT_MELTANO_JOB={self.job!r} is not a job in {self.project / 'meltano.yml'}")
+        raise SettingsError(f"EXACT_MELTANO_JOB={self.job!r} is not a job in {self.project / 'meltano.yml'}")
 
 
 def system_dir(settings: Settings) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrate.meltano import Settings, ShardRun, read_log
+from orchestrate.meltano import Settings, SettingsError, ShardRun, read_log
 from orchestrate.tables import schema_messages
 from tap_exactonline.tap import TapExactOnline
 from tests.taprun import catalog_selecting
@@ -58,8 +58,10 @@ def test_settings_from_the_environment():
     assert (settings.shards, settings.concurrency, settings.job) == (8, 8, "exact-to-warehouse")
     assert Settings.from_env({"EXACT_SHARDS": "8", "EXACT_SHARD_CONCURRENCY": "3"}).concurrency == 3
     assert Settings.from_env({}).extractor_and_loader() == ("tap-exactonline", "target-postgres")
-    with pytest.raises(SystemExit, match="EXACT_SHARDS='many' is not a whole number"):
+    with pytest.raises(SettingsError, match="EXACT_SHARDS='many' is not a whole number"):
         Settings.from_env({"EXACT_SHARDS": "many"})
-    with pytest.raises(SystemExit, match="EXACT_SHARDS=0 must be at least 1"):
+    with pytest.raises(SettingsError, match="EXACT_SHARDS=0 must be at least 1"):
         Settings.from_env({"EXACT_SHARDS": "0"})
     assert Settings.from_env({"MELTANO_PROJECT_ROOT": str(Path("/elsewhere"))}).project == Path("/elsewhere")
+    with pytest.raises(SettingsError, match="EXACT_MELTANO_JOB='nope' is not a job"):
+        Settings.from_env({"EXACT_MELTANO_JOB": "nope"}).extractor_and_loader()
