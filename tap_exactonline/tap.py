@@ -20,10 +20,10 @@ from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import BULK, STANDARD, SYNC, Endpoint, Entity, endpoints, raw_metadata
 from exactonline_api.timeutil import EXACT_TZ, filter_datetime, parse_iso_utc
+from tap_exactonline import shards
 from tap_exactonline.client import ExactStream, query_string
 from tap_exactonline.deletes import Deletions
 from tap_exactonline.output import ExactMessageWriter
-from tap_exactonline import shards
 from tap_exactonline.resync import Resyncs, move_dates, read_move_dates
 from tap_exactonline.streams import build_streams
 

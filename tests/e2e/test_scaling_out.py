@@ -16,8 +16,8 @@ import time
 import psycopg
 import pytest
 
-from scripts import bootstrap
 from exact_sandbox.process import SandboxProcess
+from scripts import bootstrap
 from tap_exactonline.shards import shard_of
 from tests.e2e.conftest import ROOT, isolated_sys_dir
 from tests.e2e.test_main_job import assert_warehouse_equals_sandbox
@@ -92,7 +92,7 @@ def test_three_shards_under_dagster_share_tokens_load_everything_and_retry(
         proc = subprocess.run(
             [str(dagster_bin), "job", "execute", "-d", str(ROOT), "-m", "orchestrate.definitions",
              "-j", "exact_to_warehouse_shards"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900, check=False)
         seconds = time.monotonic() - started
         (tmp_path / "dagster.log").write_text(proc.stdout)
         print(f"dagster job execute: {seconds:.1f} s wall")  # the README's figure (pytest -s)
