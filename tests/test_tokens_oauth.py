@@ -196,26 +196,6 @@ def test_token_near_expiry_is_refreshed_once_and_saved_before_use(world):
     assert tm.access_token() == new and fake.calls == ["ok"]
 
 
-def test_a_failed_save_never_hands_out_the_new_token(world, monkeypatch):
-    clock, fake, store = world
-    tm = manager(store, fake, clock)
-    clock.t += 590
-
-    def disk_full(tokens):
-        raise OSError(28, "No space left on device")
-
-    issued: list[TokenSet] = []
-    real_refresh = fake.refresh
-    monkeypatch.setattr(fake, "refresh", lambda token: issued.append(real_refresh(token)) or issued[-1])
-    monkeypatch.setattr(store, "write", disk_full)
-    with pytest.raises(ReauthorizationRequired, match=r"saving them to file .* failed \(No space left on device\)"):
-        tm.access_token()
-    assert len(issued) == 1 and tm.refresh_count == 0
-    assert tm._cached is None or tm._cached.access_token != issued[0].access_token
-    # The mark stays, so the next process can tell the user what happened.
-    assert store.read().interrupted_refresh
-
-
 def test_margin_is_capped_to_exacts_refresh_window(tmp_path):
     clock = Clock()
     fake = FakeExact(clock=clock, lifetime=4, too_early=3.8)
