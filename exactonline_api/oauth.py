@@ -446,17 +446,14 @@ class TokenManager:
             self._unsaved = None
             return
         self._unsaved = new
-        where = store.rescue(new)
-        if where is None:
+        aside = store.rescue(new)
+        if aside is None:
             log.error(
                 "Exact issued new tokens but they could not be saved (%s) nor set aside; they live only in this "
                 "process, which finishes its work with them. Fix the token store before the next run, which "
                 "will otherwise need `tap-exactonline auth`", failure)
             return
-        log.warning(
-            "Exact issued new tokens but they could not be saved (%s); they are set aside in %s (mode 0600) and "
-            "used for the rest of this run. The next run takes them over by itself once %s can be written; "
-            "to restore them by hand: mv %s <the store file>", failure, where, store.describe(), where)
+        log.warning("Exact issued new tokens but they could not be saved (%s); %s", failure, aside)
 
     def _after_refused_refresh(self, current: TokenSet, exc: OAuthError, rejected: str | None) -> TokenSet:
         store = self.store

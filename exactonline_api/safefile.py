@@ -1,7 +1,7 @@
 """Private files that fail safe: atomic replacement, space reserved in advance, and one plain line
 for every way a machine can refuse (full disk, read-only file system, no permission).
 
-Used by the file token store; nothing here knows about tokens.
+The OS-level half of the file token store (:mod:`exactonline_api.token_file`): no token logic here.
 """
 
 from __future__ import annotations
@@ -9,23 +9,25 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from pathlib import Path
 
-from exactonline_api.errors import ExactError
+from exactonline_api.tokenset import TokenStoreError
 
-# Test-only fault injection: EXACT_TEST_FAIL_AT=<point>[:<errno name>] makes that step raise the
-# OSError a broken machine would (default ENOSPC). Points: ``reserve``, ``fill``, ``replace``.
+# Test-only fault injection: EXACT_TEST_FAIL_AT=<point>[:<errno name>][,...] makes that step raise the
+# OSError a broken machine would (default ENOSPC). Points: ``reserve``, ``fill``, ``commit`` (the
+# refreshed tokens), ``replace`` (any other store write), ``chmod``.
 FAIL_ENV = "EXACT_TEST_FAIL_AT"
 
 PRIVATE = 0o600
 
 
 def fault_point(name: str, path: Path) -> None:
-    spec = os.environ.get(FAIL_ENV, "")
-    point, _, code = spec.partition(":")
-    if point == name:
-        number = getattr(errno, code or "ENOSPC")
-        raise OSError(number, os.strerror(number), str(path))
+    for spec in os.environ.get(FAIL_ENV, "").split(","):
+        point, _, code = spec.partition(":")
+        if point == name:
+            number = getattr(errno, code or "ENOSPC")
+            raise OSError(number, os.strerror(number), str(path))
 
 
 def _advice(exc: OSError, path: Path) -> str:
@@ -47,10 +49,10 @@ def _advice(exc: OSError, path: Path) -> str:
     }.get(exc.errno or 0, f"{exc.strerror or type(exc).__name__}: check {path.parent}")
 
 
-def problem(exc: OSError, doing: str, path: Path) -> ExactError:
+def problem(exc: OSError, doing: str, path: Path) -> TokenStoreError:
     """One line saying what failed, why, and what to do; never a traceback."""
     reason = exc.strerror or type(exc).__name__
-    return ExactError(f"cannot {doing} {path} ({reason}): {_advice(exc, path)}")
+    return TokenStoreError(f"cannot {doing} {path} ({reason}): {_advice(exc, path)}")
 
 
 def fsync_dir(directory: Path) -> None:
@@ -100,16 +102,21 @@ def read_private(path: Path, on_fixed) -> bytes | None:
         return None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise ExactError(f"token store {path} is a symbolic link: point token_store at the real file") from None
+            # Every save replaces the file by rename, which would turn the link into a plain file.
+            raise TokenStoreError(
+                f"token store {path} is a symbolic link: point token_store at the file itself") from None
         raise problem(exc, "read token store", path) from None
     try:
-        mode = os.fstat(fd).st_mode & 0o777
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TokenStoreError(f"token store {path} is not a file: point token_store at a file")
+        mode = info.st_mode & 0o777
         if mode & 0o077:
             try:
                 fault_point("chmod", path)
                 os.fchmod(fd, PRIVATE)
             except OSError as exc:
-                raise ExactError(
+                raise TokenStoreError(
                     f"token store {path} is readable by other users (mode {mode:04o}) and its mode cannot be "
                     f"changed ({exc.strerror}): run `chmod 600 {path}` as its owner; it is not used until then"
                 ) from None
@@ -170,7 +177,7 @@ class Reservation:
 
     def commit(self, target: Path) -> None:
         """Rename the filled file over ``target``; afterwards nothing is pending."""
-        fault_point("replace", target)
+        fault_point("commit", target)
         os.replace(self.pending, target)
         self.close()
         fsync_dir(target.parent)

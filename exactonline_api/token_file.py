@@ -37,6 +37,7 @@ from exactonline_api.tokenset import (
     document,
     encode,
     newest,
+    set_aside_note,
     tokens_from_row,
 )
 
@@ -112,7 +113,7 @@ class FileTokenStore:
                 # (and used while valid); only a refresh needs to write, and says so when it cannot.
                 with contextlib.suppress(OSError):
                     return os.open(self.lock_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            raise TokenStoreError(str(safefile.problem(exc, "create the token store lock", self.lock_path))) from None
+            raise safefile.problem(exc, "create the token store lock", self.lock_path) from None
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[TokenSet | None]:
@@ -125,7 +126,7 @@ class FileTokenStore:
             try:
                 taken = wait_for_flock(fd, self.lock_timeout)
             except OSError as exc:
-                raise TokenStoreError(str(safefile.problem(exc, "lock", self.lock_path))) from None
+                raise safefile.problem(exc, "lock", self.lock_path) from None
             if not taken:
                 raise TokenStoreError(
                     f"waited {self.lock_timeout:.0f} s for the token store lock {self.lock_path}; "
@@ -183,7 +184,7 @@ class FileTokenStore:
                 f"{self.path.parent} writable (see the warning above); nothing was sent to Exact") from None
         except OSError as exc:
             raise TokenStoreError(
-                str(safefile.problem(exc, "reserve room for the refreshed tokens in", self._reservation.pending))
+                str(safefile.problem(exc, "reserve room for the refreshed tokens in", self.pending_path))
                 + "; nothing was sent to Exact, the stored tokens are unchanged") from None
 
     def write(self, tokens: TokenSet) -> None:
@@ -199,13 +200,18 @@ class FileTokenStore:
             else:
                 self._write_bytes(data)
         except OSError as exc:
-            raise TokenStoreError(str(safefile.problem(exc, "write token store", self.path))) from None
+            raise safefile.problem(exc, "write token store", self.path) from None
+        # Saved: copies set aside earlier are older now (and their refresh token is dead).
         for stale in (self.recovery_path, reservation.pending):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 stale.unlink()
 
     def rescue(self, tokens: TokenSet) -> str | None:
         self._require_lock("rescue")
+        where = self._set_aside(tokens)
+        return None if where is None else set_aside_note(where, f"{self.path}", f"mv {where} {self.path}")
+
+    def _set_aside(self, tokens: TokenSet) -> Path | None:
         data = encode(dict(document(tokens.without_mark(), self.client_id), written_at=time.time()))
         reservation = self._reservation
         # The pending file already holds them when only the rename failed: renaming is all it takes.
@@ -213,7 +219,7 @@ class FileTokenStore:
             reservation.close()
             with contextlib.suppress(OSError):
                 os.replace(reservation.pending, self.recovery_path)
-                return str(self.recovery_path)
+                return self.recovery_path
         with contextlib.suppress(OSError):
             fd = os.open(self.recovery_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, safefile.PRIVATE)
             try:
@@ -222,9 +228,9 @@ class FileTokenStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            return str(self.recovery_path)
+            return self.recovery_path
         if reservation.filled and reservation.pending.exists():
-            return str(reservation.pending)
+            return reservation.pending
         return None
 
     def mark_refresh_started(self, by: str) -> None:
@@ -273,7 +279,7 @@ class FileTokenStore:
         try:
             self._write_bytes(data)
         except OSError as exc:
-            raise TokenStoreError(str(safefile.problem(exc, "write token store", self.path))) from None
+            raise safefile.problem(exc, "write token store", self.path) from None
 
     def _write_bytes(self, data: bytes) -> None:
         self._ensure_dir()

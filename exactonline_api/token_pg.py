@@ -32,6 +32,7 @@ from exactonline_api.tokenset import (
     document,
     encode,
     newest,
+    set_aside_note,
     tokens_from_row,
 )
 
@@ -274,7 +275,8 @@ class PostgresTokenStore:
         with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
             safefile.replace_atomically(path, data, path.with_name(f".{path.name}.{os.getpid()}.tmp"))
-            return str(path.resolve())
+            return set_aside_note(path.resolve(), self.describe(),
+                                  f"run again from {Path.cwd()}, where the next run looks for that file")
         return None
 
     def _autocommit(self, sql: str, params: tuple) -> None:

@@ -25,6 +25,11 @@ FORMAT = "tap-exactonline token store"
 RECOVERY_SUFFIX = ".recovery"
 
 
+def set_aside_note(where: object, store: str, restore: str) -> str:
+    return (f"they are set aside in {where} (mode 0600) and used for the rest of this run. The next run takes them "
+            f"over by itself once {store} can be written; to restore them by hand: {restore}")
+
+
 class TokenStoreError(ExactError):
     """The token store cannot be read, locked or written; ``str()`` names the place and what to do."""
 
@@ -102,7 +107,11 @@ class TokenStore(Protocol):
         """Prove, before a refresh is sent, that its answer can be stored; raise TokenStoreError if not."""
 
     def rescue(self, tokens: TokenSet) -> str | None:
-        """After ``write`` failed: save ``tokens`` in the documented recovery place; say where, or None."""
+        """After ``write`` failed: save ``tokens`` in the documented recovery place (0600).
+
+        Returns what to tell the user (where they are, that the next run takes them over, how to
+        restore them by hand), or None when they could not be saved anywhere.
+        """
 
     def mark_refresh_started(self, by: str) -> None:
         """Durably record, before a refresh request is sent, that ``by`` is refreshing."""

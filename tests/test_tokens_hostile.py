@@ -1,0 +1,280 @@
+"""The token store on an unlucky machine, in process (issue #15 items 3-5): damaged files, modes
+that let others read, full and read-only disks, locks that cannot be taken, a store write that fails
+after Exact already rotated the refresh token. Exact is FakeExact (its token rules in memory); the
+programs as a whole are tested in test_tokens_faults.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+
+import pytest
+
+from exactonline_api.errors import ExactError
+from exactonline_api.oauth import TokenManager
+from exactonline_api.safefile import FAIL_ENV
+from exactonline_api.tokens import FileTokenStore, TokenStoreError
+from tests.tokens_support import FakeExact
+
+CLIENT = "client-0001"
+
+
+class Clock:
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.t = start
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A store holding a live token pair whose access token is about to expire."""
+    clock = Clock()
+    fake = FakeExact(clock=clock)
+    store = FileTokenStore(tmp_path / "t.json", client_id=CLIENT, lock_timeout=1)
+    with store.locked():
+        store.write(fake.mint())
+    clock.t += 590
+    return clock, fake, store
+
+
+def manager(store, fake, clock, **kw) -> TokenManager:
+    kw.setdefault("sleep", lambda seconds: None)
+    return TokenManager(store, fake, now=clock, **kw)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc)
+    assert "\n" not in text and "Traceback" not in text
+    return text
+
+
+def secrets_of(store: FileTokenStore, fake: FakeExact) -> list[str]:
+    values = [fake.live_refresh or ""]
+    for path in (store.path, store.recovery_path):
+        if path.exists():
+            doc = json.loads(path.read_text())
+            values += [doc["access_token"], doc["refresh_token"]]
+    return [v for v in values if v]
+
+
+# -- damaged files ----------------------------------------------------------------------------------
+
+DAMAGE = {
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "it holds binary data, not text"),
+    "truncated": (None, "it ends in the middle of the document (truncated)"),
+    "empty": (b"", "it is empty"),
+    "a list": (b"[1, 2]\n", "it holds a JSON list instead of the token document"),
+    "text token": (b'{"refresh_token": 12345, "access_token": "a"}', "its refresh_token is not text"),
+    "text time": (b'{"refresh_token": "r", "access_expires_at": "soon"}', "its access_expires_at is not a number"),
+    "other format": (b'{"format": "something else"}', "it is not a tap-exactonline token store"),
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_a_damaged_store_is_refused_in_one_line_and_left_as_it_is(kind, world):
+    clock, fake, store = world
+    good = store.path.read_bytes()
+    data, reason = DAMAGE[kind]
+    store.path.write_bytes(good[: len(good) // 2] if data is None else data)
+    os.chmod(store.path, 0o600)
+    before = store.path.read_bytes()
+    with pytest.raises(TokenStoreError) as info:
+        manager(store, fake, clock).access_token()
+    text = one_line(info.value)
+    assert text == (f"token store {store.path} is damaged ({reason}); it was left as it is: restore it from a backup, "
+                    "or delete it and run `tap-exactonline auth --config <your config.json>`")
+    assert store.path.read_bytes() == before and fake.calls == []
+    # Nothing was used up: with the file restored, the chain goes on without a new login.
+    store.path.write_bytes(good)
+    assert manager(store, fake, clock).access_token() and fake.calls == ["ok"]
+
+
+def test_a_damaged_store_names_the_recovery_copy_but_does_not_overwrite_itself(world):
+    clock, fake, store = world
+    store.recovery_path.write_bytes(store.path.read_bytes())
+    store.path.write_bytes(b"\0\0\0garbage")
+    with pytest.raises(TokenStoreError, match=r"holds newer tokens: move it over the store \(`mv .*\.recovery "):
+        manager(store, fake, clock).access_token()
+    assert store.path.read_bytes() == b"\0\0\0garbage"
+
+
+# -- modes ------------------------------------------------------------------------------------------
+
+
+def test_a_store_readable_by_others_is_set_to_0600_on_first_read(world, caplog):
+    clock, fake, store = world
+    os.chmod(store.path, 0o644)
+    with caplog.at_level(logging.WARNING, logger="exactonline_api.tokens"):
+        assert store.read() is not None
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    assert [r.getMessage() for r in caplog.records] == [
+        f"token store {store.path} was readable by other users (mode 0644); set it to 0600"]
+
+
+def test_a_store_readable_by_others_that_cannot_be_fixed_is_not_used(world, monkeypatch):
+    clock, fake, store = world
+    os.chmod(store.path, 0o640)
+    monkeypatch.setenv(FAIL_ENV, "chmod:EPERM")
+    with pytest.raises(TokenStoreError) as info:
+        manager(store, fake, clock).access_token()
+    assert one_line(info.value) == (
+        f"token store {store.path} is readable by other users (mode 0640) and its mode cannot be changed "
+        f"(Operation not permitted): run `chmod 600 {store.path}` as its owner; it is not used until then")
+    assert fake.calls == [] and stat.S_IMODE(os.stat(store.path).st_mode) == 0o640
+
+
+# -- no room, no permission -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("errno_name", "says"), [
+    ("ENOSPC", "(No space left on device): no space left on the device holding {dir}: free some space"),
+    ("EDQUOT", "(Disk quota exceeded): the disk quota for {dir} is used up: free some space"),
+    ("EROFS", "(Read-only file system): {dir} is on a read-only file system: make it writable or point "
+              "token_store elsewhere"),
+    ("EACCES", "(Permission denied): permission denied on {dir}: give this user (uid {uid}) write access or "
+               "point token_store elsewhere"),
+])
+def test_no_room_for_the_answer_means_no_refresh_is_sent(errno_name, says, world, monkeypatch):
+    clock, fake, store = world
+    before = store.path.read_bytes()
+    monkeypatch.setenv(FAIL_ENV, f"reserve:{errno_name}")
+    with pytest.raises(TokenStoreError) as info:
+        manager(store, fake, clock).access_token()
+    detail = says.format(dir=store.path.parent, uid=os.geteuid())
+    assert one_line(info.value) == (f"cannot reserve room for the refreshed tokens in {store.pending_path} {detail}; "
+                                    "nothing was sent to Exact, the stored tokens are unchanged")
+    assert fake.calls == [] and store.path.read_bytes() == before
+    assert sorted(p.name for p in store.path.parent.iterdir()) == ["t.json", "t.json.lock"]
+    monkeypatch.delenv(FAIL_ENV)
+    assert manager(store, fake, clock).access_token() and fake.calls == ["ok"]
+
+
+def test_the_reservation_becomes_the_store(world):
+    clock, fake, store = world
+    tm = manager(store, fake, clock)
+    reserved = []
+    real_reserve = store._reservation.reserve.__func__
+
+    def spy(self, size):
+        real_reserve(self, size)
+        reserved.append((size, os.stat(self.pending).st_size, os.stat(self.pending).st_ino))
+
+    import exactonline_api.safefile as safefile
+
+    safefile.Reservation.reserve = spy
+    try:
+        token = tm.access_token()
+    finally:
+        safefile.Reservation.reserve = real_reserve
+    (size, on_disk, inode), = reserved
+    assert size == on_disk >= 4096 and size >= 2 * len(store.path.read_bytes())
+    assert os.stat(store.path).st_ino == inode  # the reserved blocks now hold the store
+    assert store.read().access_token == token
+
+
+# -- the lock ---------------------------------------------------------------------------------------
+
+
+def test_a_lock_file_that_cannot_be_created_is_one_line(world):
+    clock, fake, store = world
+    store.lock_path.unlink()
+    store.lock_path.mkdir()
+    with pytest.raises(TokenStoreError) as info:
+        manager(store, fake, clock).access_token()
+    assert one_line(info.value) == (f"cannot create the token store lock {store.lock_path} (Is a directory): "
+                                    f"{store.lock_path} is a directory: remove it or point token_store elsewhere")
+    assert fake.calls == []
+
+
+def test_a_lock_held_elsewhere_times_out_in_one_line(world):
+    import fcntl
+
+    clock, fake, store = world
+    store.lock_timeout = 0.2
+    fd = os.open(store.lock_path, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another open file description: excludes us like another process
+    try:
+        with pytest.raises(TokenStoreError) as info:
+            manager(store, fake, clock).access_token()
+    finally:
+        os.close(fd)
+    assert one_line(info.value) == (f"waited 0 s for the token store lock {store.lock_path}; another process "
+                                    "holds it (a hung run?): stop it and try again")
+    assert fake.calls == []
+
+
+# -- Exact answered, the store will not take it ----------------------------------------------------
+
+
+def test_new_tokens_the_store_refuses_are_retried_set_aside_and_taken_over_next_run(world, monkeypatch, caplog):
+    clock, fake, store = world
+    old = store.path.read_bytes()
+    sleeps: list[float] = []
+    monkeypatch.setenv(FAIL_ENV, "commit:EIO")
+    tm = manager(store, fake, clock, sleep=sleeps.append)
+    with caplog.at_level(logging.WARNING):
+        token = tm.access_token()
+    # Used for the rest of this run, without asking Exact again.
+    assert fake.calls == ["ok"] and tm.access_token() == token and sleeps == [0.2, 1.0]
+    # The store still holds the old pair (and the refresh mark): never a half-written state.
+    assert store.read().refresh_token == json.loads(old)["refresh_token"] and store.read().interrupted_refresh
+    assert stat.S_IMODE(os.stat(store.recovery_path).st_mode) == 0o600
+    assert json.loads(store.recovery_path.read_text())["access_token"] == token
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith("Exact issued new tokens but they could not be saved (cannot write token store "
+                              f"{store.path} (Input/output error): the device holding {store.path.parent} reported "
+                              f"an I/O error: check the disk); they are set aside in {store.recovery_path} (mode "
+                              "0600) and used for the rest of this run.")
+    assert message.endswith(f"to restore them by hand: mv {store.recovery_path} {store.path}")
+    assert not any(secret in message for secret in secrets_of(store, fake))
+
+    # The next run: the store is writable again and takes the recovery copy over by itself.
+    monkeypatch.delenv(FAIL_ENV)
+    caplog.clear()
+    nxt = manager(FileTokenStore(store.path, client_id=CLIENT), fake, clock)
+    clock.t += 10
+    assert nxt.access_token_after_401("a token the server refused") == token
+    assert store.read().access_token == token and not store.recovery_path.exists()
+    assert fake.calls == ["ok"]
+    clock.t += 600
+    assert nxt.access_token() != token and fake.calls == ["ok", "ok"]  # the chain lives on
+
+
+def test_a_store_still_unwritable_next_run_uses_the_copy_and_refuses_to_refresh(world, monkeypatch):
+    clock, fake, store = world
+    monkeypatch.setenv(FAIL_ENV, "commit:EROFS")
+    token = manager(store, fake, clock).access_token()
+    monkeypatch.setenv(FAIL_ENV, "reserve:EROFS,replace:EROFS")
+    nxt = manager(FileTokenStore(store.path, client_id=CLIENT), fake, clock)
+    assert nxt.access_token_after_401("refused") == token  # still valid: the run goes on
+    clock.t += 600
+    with pytest.raises(TokenStoreError, match="Read-only file system.*nothing was sent to Exact"):
+        nxt.access_token()
+    assert fake.calls == ["ok"] and store.recovery_path.exists()
+
+
+def test_new_tokens_nowhere_to_put_live_in_memory_and_say_so(world, monkeypatch, caplog):
+    clock, fake, store = world
+    monkeypatch.setenv(FAIL_ENV, "fill:EIO")
+    store.recovery_path.mkdir()  # not even the recovery file can be written
+    tm = manager(store, fake, clock)
+    with caplog.at_level(logging.WARNING):
+        token = tm.access_token()
+    assert tm.access_token() == token and fake.calls == ["ok"]
+    (record,) = caplog.records
+    assert record.levelname == "ERROR" and "they live only in this process" in record.getMessage()
+    # Later in the same run the disk works again: the next refresh starts from the in-memory pair.
+    monkeypatch.delenv(FAIL_ENV)
+    clock.t += 600
+    assert tm.access_token() != token and fake.calls == ["ok", "ok"]
+    assert store.read().access_token == tm.access_token()
+
+
+def test_errors_of_the_store_are_exact_errors():
+    # run_plugin and the auth command turn ExactError into one line and exit 1.
+    assert issubclass(TokenStoreError, ExactError)
