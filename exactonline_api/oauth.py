@@ -346,6 +346,21 @@ class TokenManager:
                     return candidate.access_token
             return self._refresh(rejected=rejected).access_token
 
+    def check_can_save(self) -> None:
+        """Before a login: prove the store can take new tokens, so no login is wasted on a broken store."""
+        with self.store.locked(replacing=True):
+            self.store.reserve_write(None)
+
+    def save_login(self, obtain: Callable[[], TokenSet]) -> bool:
+        """Get a login's first pair (``obtain`` exchanges the code) and save it like a refresh, never
+        losing it. Replaces whatever the store held, a damaged file included. False: set aside only."""
+        with self.store.locked(replacing=True):
+            self.store.reserve_write(None)
+            tokens = obtain()
+            self._cached = tokens
+            self._save(tokens)
+        return self._unsaved is None
+
     def tokens(self) -> TokenSet | None:
         """The token set in use (for reports); no secrets are printed by its repr."""
         return self._cached or self.store.read()

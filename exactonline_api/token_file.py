@@ -116,7 +116,7 @@ class FileTokenStore:
             raise safefile.problem(exc, "create the token store lock", self.lock_path) from None
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[TokenSet | None]:
+    def locked(self, *, replacing: bool = False) -> Iterator[TokenSet | None]:
         import fcntl
 
         if self._held.depth:
@@ -135,7 +135,7 @@ class FileTokenStore:
             self._reservation = safefile.Reservation(self.pending_path)
             try:
                 self._remove_stale_temp_files()
-                yield self._take_over_copies()
+                yield None if replacing else self._take_over_copies()
             finally:
                 self._reservation.close(discard=True)
                 self._held.leave()

@@ -171,7 +171,7 @@ class PostgresTokenStore:
         self._conn = None
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[TokenSet | None]:
+    def locked(self, *, replacing: bool = False) -> Iterator[TokenSet | None]:
         import psycopg
 
         if self._held.depth:
@@ -193,8 +193,12 @@ class PostgresTokenStore:
                     row = conn.execute(self._SELECT + " FOR UPDATE OF t", (self.client_id,)).fetchone()
                     self._held.enter()
                     try:
-                        current, took_over = self._take_over_copy(self._row(row))
-                        yield current
+                        if replacing:
+                            took_over = False
+                            yield None
+                        else:
+                            current, took_over = self._take_over_copy(self._row(row))
+                            yield current
                     finally:
                         self._held.leave()
             except psycopg.errors.LockNotAvailable:

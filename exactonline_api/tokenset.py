@@ -96,9 +96,10 @@ class TokenStore(Protocol):
     def read(self) -> TokenSet | None:
         """The stored tokens without taking the lock (a consistent snapshot), or None if empty."""
 
-    def locked(self) -> contextlib.AbstractContextManager[TokenSet | None]:
+    def locked(self, *, replacing: bool = False) -> contextlib.AbstractContextManager[TokenSet | None]:
         """Hold the exclusive cross-process lock; yields the tokens read under it (a recovery copy
-        newer than the store is taken over first, see :func:`newest`)."""
+        newer than the store is taken over first, see :func:`newest`). ``replacing``: a login that
+        overwrites the store; nothing is read (a damaged file is no obstacle) and None is yielded."""
 
     def write(self, tokens: TokenSet) -> None:
         """Replace the stored tokens atomically and durably (clears the refresh mark)."""
@@ -180,9 +181,10 @@ def damage(data: bytes) -> tuple[dict | None, str]:
         return None, "it holds binary data, not text"
     try:
         doc = json.loads(text)
-    except ValueError as exc:
-        at_end = getattr(exc, "pos", 0) >= len(text.rstrip()) - 1
-        return None, "it ends in the middle of the document (truncated)" if at_end else "it is not valid JSON"
+    except ValueError:
+        # Every save writes a whole object; one that starts but never closes was cut off.
+        cut = text.lstrip().startswith("{") and not text.rstrip().endswith("}")
+        return None, "it ends in the middle of the document (truncated)" if cut else "it is not valid JSON"
     if not isinstance(doc, dict):
         return None, f"it holds a JSON {type(doc).__name__} instead of the token document"
     if doc.get("format", FORMAT) != FORMAT:
