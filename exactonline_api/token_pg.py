@@ -192,6 +192,7 @@ class PostgresTokenStore:
                     )
                     row = conn.execute(self._SELECT + " FOR UPDATE OF t", (self.client_id,)).fetchone()
                     self._held.enter()
+                    self._held.conn = conn
                     try:
                         if replacing:
                             took_over = False
@@ -201,6 +202,7 @@ class PostgresTokenStore:
                             yield current
                     finally:
                         self._held.leave()
+                        self._held.conn = None
             except psycopg.errors.LockNotAvailable:
                 raise TokenStoreError(
                     f"waited {self.lock_timeout:.0f} s for the token lock in {self.describe()}; "
@@ -228,9 +230,15 @@ class PostgresTokenStore:
         log.warning("took over the newer tokens saved in %s into %s", self.recovery_path, self.describe())
         return copy, True
 
-    def _require_lock(self, what: str) -> None:
+    def _require_lock(self, what: str, *, connected: bool = True):
+        """The connection holding the lock. Never a new one: a write there would not be under the lock."""
         if not self._held.depth:
             raise RuntimeError(f"PostgresTokenStore.{what}() must be called inside locked()")
+        conn = self._held.conn
+        if connected and conn.closed:
+            raise TokenStoreError(f"lost the connection to token store {self.describe()} that held the token lock "
+                                  "(database restarted or network cut?)")
+        return conn
 
     _UPDATE = (
         f"UPDATE {TOKENS_TABLE} SET access_token = %s, access_expires_at = %s, refresh_token = %s, "
@@ -240,8 +248,7 @@ class PostgresTokenStore:
     def write(self, tokens: TokenSet) -> None:
         import psycopg
 
-        self._require_lock("write")
-        conn = self._connection()
+        conn = self._require_lock("write")
         try:
             # A savepoint: a failed write leaves the locking transaction usable for a retry.
             with conn.transaction():
@@ -257,11 +264,10 @@ class PostgresTokenStore:
     def reserve_write(self, current: TokenSet | None) -> None:
         import psycopg
 
-        self._require_lock("reserve_write")
+        conn = self._require_lock("reserve_write")
         # The database keeps no space for us; what can be proved is that this user may write the row
         # and the marks (rights, a read-only standby, triggers): the same statements, rolled back.
         size = max(2048, 2 * len((current.access_token + current.refresh_token) if current else ""))
-        conn = self._connection()
         try:
             with conn.transaction() as probe:
                 conn.execute(self._UPDATE, ("x" * size, 0.0, "x" * size, 0.0, self.client_id))
@@ -273,7 +279,7 @@ class PostgresTokenStore:
                 "the stored tokens are unchanged") from None
 
     def rescue(self, tokens: TokenSet) -> str | None:
-        self._require_lock("rescue")
+        self._require_lock("rescue", connected=False)
         data = encode(dict(document(tokens.without_mark(), self.client_id), written_at=time.time()))
         path = self.recovery_path
         with contextlib.suppress(OSError):
@@ -301,9 +307,9 @@ class PostgresTokenStore:
     )
 
     def mark_refresh_started(self, by: str) -> None:
-        self._require_lock("mark_refresh_started")
+        conn = self._require_lock("mark_refresh_started")
         # Remember the mark it replaces (one left by a dead process), so clearing restores it.
-        row = self._connection().execute(
+        row = conn.execute(
             f"SELECT refresh_started_at, refresh_started_by FROM {MARKS_TABLE} WHERE client_id = %s",
             (self.client_id,),
         ).fetchone()
@@ -311,7 +317,7 @@ class PostgresTokenStore:
         self._autocommit(self._UPSERT_MARK, (self.client_id, time.time(), by))
 
     def clear_refresh_mark(self) -> None:
-        self._require_lock("clear_refresh_mark")
+        self._require_lock("clear_refresh_mark", connected=False)
         before = self._held.before_mark
         if not self._held.has_before:
             return

@@ -227,6 +227,8 @@ class LockDepth(threading.local):
     # restores it exactly (file: its bytes, or None when there was no file; PostgreSQL: the row).
     before_mark: object = None
     has_before = False
+    # PostgreSQL: the connection whose transaction holds the lock.
+    conn: object = None
 
     def enter(self) -> None:
         self.depth += 1

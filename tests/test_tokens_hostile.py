@@ -10,14 +10,15 @@ import json
 import logging
 import os
 import stat
+import uuid
 
 import pytest
 
 from exactonline_api.errors import ExactError
 from exactonline_api.oauth import TokenManager
 from exactonline_api.safefile import FAIL_ENV
-from exactonline_api.tokens import FileTokenStore, TokenStoreError
-from tests.tokens_support import FakeExact
+from exactonline_api.tokens import FileTokenStore, PostgresTokenStore, TokenStoreError
+from tests.tokens_support import FakeExact, pg_url  # noqa: F401  (fixture)
 
 CLIENT = "client-0001"
 
@@ -278,3 +279,93 @@ def test_new_tokens_nowhere_to_put_live_in_memory_and_say_so(world, monkeypatch,
 def test_errors_of_the_store_are_exact_errors():
     # run_plugin and the auth command turn ExactError into one line and exit 1.
     assert issubclass(TokenStoreError, ExactError)
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------------
+
+
+def _admin(url: str):
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
+
+
+def test_postgresql_store_without_rights_is_one_line(pg_url):  # noqa: F811
+    admin_store = PostgresTokenStore(pg_url, client_id=CLIENT)
+    admin_store.read()  # the tables are made by the admin
+    admin_store.close()
+    role = f"exact_norights_{uuid.uuid4().hex[:8]}"
+    with _admin(pg_url) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        url = pg_url.replace("//postgres@", f"//{role}@")
+        store = PostgresTokenStore(url, client_id=CLIENT)
+        with pytest.raises(TokenStoreError) as info:
+            store.read()
+        store.close()
+        assert one_line(info.value) == (
+            f"cannot read token store {store.describe()}: permission denied for table exactonline_tokens (grant "
+            "SELECT, INSERT, UPDATE, DELETE on exactonline_tokens and exactonline_token_refreshes to this database "
+            "user)")
+    finally:
+        with _admin(pg_url) as admin:
+            admin.execute(f'DROP ROLE "{role}"')
+
+
+def test_postgresql_row_that_cannot_take_the_answer_stops_the_refresh_before_it_is_sent(pg_url):  # noqa: F811
+    # Tables made by hand with columns too small for Exact's tokens (ours are short enough to fit).
+    with _admin(pg_url) as admin:
+        admin.execute("CREATE TABLE exactonline_tokens (client_id text PRIMARY KEY, access_token varchar(64), "
+                      "access_expires_at double precision, refresh_token varchar(64), issued_at double precision, "
+                      "updated_at timestamptz NOT NULL DEFAULT now())")
+    clock = Clock()
+    fake = FakeExact(clock=clock)
+    store = PostgresTokenStore(pg_url, client_id=CLIENT, lock_timeout=5)
+    with store.locked():
+        store.write(fake.mint())
+    before = store.read()
+    clock.t += 590
+    with pytest.raises(TokenStoreError) as info:
+        manager(store, fake, clock).access_token()
+    assert one_line(info.value) == (
+        f"cannot write token store {store.describe()}: value too long for type character varying(64); nothing was "
+        "sent to Exact, the stored tokens are unchanged")
+    assert fake.calls == [] and store.read() == before and not store.read().interrupted_refresh
+    store.close()
+
+
+def test_postgresql_connection_lost_after_the_answer_sets_the_tokens_aside(pg_url, tmp_path, monkeypatch,  # noqa: F811
+                                                                           caplog):
+    monkeypatch.chdir(tmp_path)
+    clock = Clock()
+    fake = FakeExact(clock=clock)
+    store = PostgresTokenStore(pg_url, client_id=CLIENT, lock_timeout=5)
+    with store.locked():
+        store.write(fake.mint())
+    clock.t += 590
+    answer = fake.refresh
+
+    def answer_then_cut(token):
+        issued = answer(token)
+        with _admin(pg_url) as admin:  # the database restarts just as Exact answers
+            admin.execute("SELECT pg_terminate_backend(%s)", (store._held.conn.info.backend_pid,))
+        return issued
+
+    monkeypatch.setattr(fake, "refresh", answer_then_cut)
+    with caplog.at_level(logging.WARNING):
+        token = manager(store, fake, clock).access_token()
+    recovery = tmp_path / ".tokens" / "exactonline-client00.token.json.recovery"
+    assert fake.calls == ["ok"] and stat.S_IMODE(os.stat(recovery).st_mode) == 0o600
+    assert json.loads(recovery.read_text())["access_token"] == token
+    saved = [r.getMessage() for r in caplog.records if "could not be saved" in r.getMessage()]
+    assert len(saved) == 1 and f"set aside in {recovery}" in saved[0] and token not in saved[0]
+    # The next run (same working directory) takes them over into the row under the lock.
+    monkeypatch.setattr(fake, "refresh", answer)
+    nxt_store = PostgresTokenStore(pg_url, client_id=CLIENT, lock_timeout=5)
+    nxt = manager(nxt_store, fake, clock)
+    assert nxt.access_token_after_401("a token the server refused") == token
+    assert nxt_store.read().access_token == token and not recovery.exists()
+    clock.t += 600
+    assert nxt.access_token() != token and fake.calls == ["ok", "ok"]
+    store.close()
+    nxt_store.close()
