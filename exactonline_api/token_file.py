@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from exactonline_api import safefile
-from exactonline_api.filelock import wait_for_flock
+from exactonline_api.filelock import holder, note_holder, wait_for_flock
 from exactonline_api.tokenset import (
     CRASH_ENV,
     RECOVERY_SUFFIX,
@@ -37,6 +37,7 @@ from exactonline_api.tokenset import (
     document,
     encode,
     newest,
+    process_label,
     set_aside_note,
     tokens_from_row,
 )
@@ -129,8 +130,9 @@ class FileTokenStore:
                 raise safefile.problem(exc, "lock", self.lock_path) from None
             if not taken:
                 raise TokenStoreError(
-                    f"waited {self.lock_timeout:.0f} s for the token store lock {self.lock_path}; "
-                    "another process holds it (a hung run?): stop it and try again")
+                    f"waited {self.lock_timeout:.0f} s for the token store lock {self.lock_path}; another process "
+                    f"holds it ({holder(self.lock_path) or 'a hung run?'}): stop it and try again")
+            note_holder(fd, process_label())
             self._held.enter()
             self._reservation = safefile.Reservation(self.pending_path)
             try:
