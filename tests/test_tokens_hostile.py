@@ -399,3 +399,14 @@ def test_waiting_for_a_lock_follows_the_injected_clock_and_gives_up_at_the_deadl
     finally:
         os.close(held)
         os.close(mine)
+
+
+def test_a_store_that_is_a_symbolic_link_is_refused(world):
+    clock, fake, store = world
+    real = store.path.with_name("real.json")
+    store.path.rename(real)
+    store.path.symlink_to(real)
+    with pytest.raises(TokenStoreError) as info:
+        manager(store, fake, clock).access_token()
+    assert one_line(info.value) == f"token store {store.path} is a symbolic link: point token_store at the file itself"
+    assert store.path.is_symlink() and fake.calls == []
