@@ -12,6 +12,7 @@ import os
 import stat
 from pathlib import Path
 
+from exactonline_api.errors import ExactError
 from exactonline_api.tokenset import TokenStoreError
 
 # Test-only fault injection: EXACT_TEST_FAIL_AT=<point>[:<errno name>][,...] makes that step raise the
@@ -30,9 +31,9 @@ def fault_point(name: str, path: Path) -> None:
             raise OSError(number, os.strerror(number), str(path))
 
 
-def _advice(exc: OSError, path: Path) -> str:
+def _advice(exc: OSError, path: Path, setting: str) -> str:
     where = path.parent if exc.errno in (errno.EACCES, errno.EPERM, errno.ENOENT) else path
-    return {
+    advice = {
         errno.ENOSPC: f"no space left on the device holding {path.parent}: free some space",
         errno.EDQUOT: f"the disk quota for {path.parent} is used up: free some space",
         errno.EROFS: f"{path.parent} is on a read-only file system: make it writable or point token_store elsewhere",
@@ -47,12 +48,15 @@ def _advice(exc: OSError, path: Path) -> str:
                       "local disk or use a postgresql:// token store",
         errno.EIO: f"the device holding {path.parent} reported an I/O error: check the disk",
     }.get(exc.errno or 0, f"{exc.strerror or type(exc).__name__}: check {path.parent}")
+    return advice.replace("token_store elsewhere", f"{setting} elsewhere")
 
 
-def problem(exc: OSError, doing: str, path: Path) -> TokenStoreError:
-    """One line saying what failed, why, and what to do; never a traceback."""
+def problem(exc: OSError, doing: str, path: Path, *, setting: str = "token_store",
+            error: type[ExactError] = TokenStoreError) -> ExactError:
+    """One line saying what failed, why, and what to do; never a traceback. ``setting``: the config
+    setting that moves the file elsewhere."""
     reason = exc.strerror or type(exc).__name__
-    return TokenStoreError(f"cannot {doing} {path} ({reason}): {_advice(exc, path)}")
+    return error(f"cannot {doing} {path} ({reason}): {_advice(exc, path, setting)}")
 
 
 def fsync_dir(directory: Path) -> None:

@@ -225,6 +225,15 @@ def test_the_target_says_the_same_in_one_line_and_rejects_nothing(sandbox, disk,
     code, out, err = run("target", config, tmp_path, env=disk.env)
     assert code == 0, err[-3000:]
     assert token_calls(sandbox) == [200] and len(sandbox.records(sandbox.divisions[0], "crm/Accounts")) > 0
+    if disk.mounted:  # (the injected faults of SmallDisk reach only the token store)
+        # With the default ledger beside the store, a read-only disk stops the target at the ledger: one line too.
+        del config["ledger_path"]
+        disk.read_only()
+        code, out, err = run("target", config, tmp_path, env=disk.env)
+        line = the_one_line(err, "target", "Read-only file system", config, disk.path / "tokens.json")
+        assert code == 1 and line == (
+            f"cannot create the ledger lock {disk.path}/tokens.target-ledger.sqlite.lock (Read-only file system): "
+            f"{disk.path} is on a read-only file system: make it writable or point ledger_path elsewhere")
 
 
 def test_the_auth_command_refuses_an_unwritable_store_before_the_login(sandbox, disk, tmp_path):
@@ -275,9 +284,11 @@ def test_a_store_write_failing_after_exact_answered_loses_nothing(sandbox, tap, 
     config = tap(store)
     expire_access_token(sandbox)
     # The rename that would put the new tokens in place fails, every time: the disk broke just then.
-    code, out, err = run("tap", config, tmp_path, "--test", env={FAIL_ENV: "commit:EIO"})
+    # At DEBUG level, so that the secret check below covers every log line of these paths.
+    code, out, err = run("tap", config, tmp_path, "--test",
+                         env={FAIL_ENV: "commit:EIO", "TAP_EXACTONLINE_LOGLEVEL": "DEBUG", "LOGLEVEL": "DEBUG"})
     connected(code, out, err)  # the run itself goes on with the new tokens
-    assert token_calls(sandbox) == [200]
+    assert token_calls(sandbox) == [200] and " DEBUG " in err
     assert TRACEBACK not in err and not [s[:10] for s in secrets_in(config, store, recovery) if s in err + out]
     (line,) = [line for line in err.splitlines() if "could not be saved" in line]
     assert f"set aside in {recovery} (mode 0600)" in line and line.endswith(f"mv {recovery} {store}")
