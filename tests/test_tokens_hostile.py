@@ -18,27 +18,15 @@ from exactonline_api.errors import ExactError
 from exactonline_api.oauth import TokenManager
 from exactonline_api.safefile import FAIL_ENV
 from exactonline_api.tokens import FileTokenStore, PostgresTokenStore, TokenStoreError, process_label
-from tests.tokens_support import FakeExact, pg_url  # noqa: F401  (fixture)
+from tests.tokens_support import Clock, FakeExact, pg_url, store_with_tokens  # noqa: F401  (pg_url: fixture)
 
 CLIENT = "client-0001"
-
-
-class Clock:
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.t = start
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
 def world(tmp_path):
     """A store holding a live token pair whose access token is about to expire."""
-    clock = Clock()
-    fake = FakeExact(clock=clock)
-    store = FileTokenStore(tmp_path / "t.json", client_id=CLIENT, lock_timeout=1)
-    with store.locked():
-        store.write(fake.mint())
+    clock, fake, store = store_with_tokens(tmp_path / "t.json", CLIENT, lock_timeout=1)
     clock.t += 590
     return clock, fake, store
 

@@ -24,7 +24,7 @@ from exactonline_api.errors import (
 )
 from exactonline_api.oauth import OAuthClient, TokenManager
 from exactonline_api.tokens import FileTokenStore, TokenSet
-from tests.tokens_support import FakeExact
+from tests.tokens_support import Clock, FakeExact, store_with_tokens
 
 CLIENT = "client-0001"
 SECRET = "client-secret-for-unit-tests"
@@ -155,22 +155,9 @@ def test_exchange_code_decodes_the_bang_and_explains_a_rejection():
 # -- TokenManager -----------------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.t = start
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture
 def world(tmp_path):
-    clock = Clock()
-    fake = FakeExact(clock=clock)
-    store = FileTokenStore(tmp_path / "t.json", client_id=CLIENT, lock_timeout=5)
-    with store.locked():
-        store.write(fake.mint())
-    return clock, fake, store
+    return store_with_tokens(tmp_path / "t.json", CLIENT)
 
 
 def manager(store, fake, clock, **kw) -> TokenManager:
