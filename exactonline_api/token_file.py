@@ -156,6 +156,7 @@ class FileTokenStore:
                 with contextlib.suppress(OSError):
                     path.unlink()
             return stored
+        assert best is not None  # a copy is newer than the store
         try:
             self.write(best)
         except (OSError, TokenStoreError) as exc:

@@ -13,7 +13,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from exactonline_api.errors import AUTH_COMMAND, ConfigError, ExactError
 from exactonline_api.redact import register_secret
@@ -228,7 +228,7 @@ class LockDepth(threading.local):
     before_mark: object = None
     has_before = False
     # PostgreSQL: the connection whose transaction holds the lock.
-    conn: object = None
+    conn: Any = None
 
     def enter(self) -> None:
         self.depth += 1
