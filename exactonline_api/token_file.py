@@ -38,6 +38,7 @@ from exactonline_api.tokenset import (
     encode,
     newest,
     process_label,
+    saved_form,
     set_aside_note,
     tokens_from_row,
 )
@@ -84,8 +85,8 @@ class FileTokenStore:
             return None
         doc, reason = damage(data)
         if doc is None:
-            copy = self._copies()
-            raise damaged_store(str(self.path), reason, self.recovery_path if copy else None)
+            copies = self._copies()
+            raise damaged_store(str(self.path), reason, copies[0][0] if copies else None)
         check_client(doc.get("client_id"), self.client_id, str(self.path))
         return doc
 
@@ -192,7 +193,7 @@ class FileTokenStore:
 
     def write(self, tokens: TokenSet) -> None:
         self._require_lock("write")
-        data = encode(dict(document(tokens.without_mark(), self.client_id), written_at=time.time()))
+        data = saved_form(tokens, self.client_id)
         if os.environ.get(CRASH_ENV) == "during_store_write":
             self._crash_half_written(data)
         reservation = self._reservation
@@ -215,7 +216,7 @@ class FileTokenStore:
         return None if where is None else set_aside_note(where, f"{self.path}", f"mv {where} {self.path}")
 
     def _set_aside(self, tokens: TokenSet) -> Path | None:
-        data = encode(dict(document(tokens.without_mark(), self.client_id), written_at=time.time()))
+        data = saved_form(tokens, self.client_id)
         reservation = self._reservation
         # The pending file already holds them when only the rename failed: renaming is all it takes.
         if reservation.filled:

@@ -29,9 +29,8 @@ from exactonline_api.tokenset import (
     crash_point,
     damage,
     default_store_path,
-    document,
-    encode,
     newest,
+    saved_form,
     set_aside_note,
     tokens_from_row,
 )
@@ -280,7 +279,7 @@ class PostgresTokenStore:
 
     def rescue(self, tokens: TokenSet) -> str | None:
         self._require_lock("rescue", connected=False)
-        data = encode(dict(document(tokens.without_mark(), self.client_id), written_at=time.time()))
+        data = saved_form(tokens, self.client_id)
         path = self.recovery_path
         with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)

@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -163,6 +164,11 @@ def encode(doc: dict) -> bytes:
     return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8")
 
 
+def saved_form(tokens: TokenSet, client_id: str) -> bytes:
+    """The bytes of a freshly saved pair (no refresh mark), as the file store and recovery files hold it."""
+    return encode(dict(document(tokens.without_mark(), client_id), written_at=time.time()))
+
+
 _NUMBERS = ("access_expires_at", "issued_at", "refresh_started_at")
 _TEXTS = ("access_token", "refresh_token", "refresh_started_by", "client_id")
 
@@ -202,7 +208,8 @@ def damage(data: bytes) -> tuple[dict | None, str]:
 
 def damaged_store(where: str, reason: str, recovery: Path | None = None) -> TokenStoreError:
     if recovery is not None:
-        todo = f"{recovery} holds newer tokens: move it over the store (`mv {recovery} {where}`) and run again"
+        todo = (f"{recovery} holds tokens an earlier run set aside: if they are the newest, move it over the store "
+                f"(`mv {recovery} {where}`) and run again")
     else:
         todo = f"restore it from a backup, or delete it and run `{AUTH_COMMAND}`"
     return TokenStoreError(f"token store {where} is damaged ({reason}); it was left as it is: {todo}")

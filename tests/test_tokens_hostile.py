@@ -87,7 +87,8 @@ def test_a_damaged_store_names_the_recovery_copy_but_does_not_overwrite_itself(w
     clock, fake, store = world
     store.recovery_path.write_bytes(store.path.read_bytes())
     store.path.write_bytes(b"\0\0\0garbage")
-    with pytest.raises(TokenStoreError, match=r"holds newer tokens: move it over the store \(`mv .*\.recovery "):
+    with pytest.raises(TokenStoreError, match=r"holds tokens an earlier run set aside: if they are the newest, "
+                                              r"move it over the store \(`mv .*\.recovery "):
         manager(store, fake, clock).access_token()
     assert store.path.read_bytes() == b"\0\0\0garbage"
 
