@@ -377,6 +377,8 @@ class TokenManager:
         result: TokenSet | None = None
         try:
             with self.store.locked() as current:
+                if self._unsaved is not None and newest(current, self._unsaved) is current:
+                    self._unsaved = None  # on disk again (taken over from the recovery file), or superseded
                 result = self._refresh_locked(newest(current, self._unsaved), rejected)
         except TokenStoreError as exc:
             # Only letting go of the store failed (e.g. a PostgreSQL connection lost while it was
