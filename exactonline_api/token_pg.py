@@ -225,7 +225,12 @@ class PostgresTokenStore:
         copy = self._recovered()
         if copy is None or newest(stored, copy) is stored:
             return stored, copy is not None
-        self.write(copy)
+        try:
+            self.write(copy)
+        except TokenStoreError as exc:
+            log.warning("using the newer tokens saved in %s; %s still cannot take them (%s)",
+                        self.recovery_path, self.describe(), exc)
+            return copy, False
         log.warning("took over the newer tokens saved in %s into %s", self.recovery_path, self.describe())
         return copy, True
 

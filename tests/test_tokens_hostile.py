@@ -152,7 +152,9 @@ def test_the_reservation_becomes_the_store(world):
 
     def spy(self, size):
         real_reserve(self, size)
-        reserved.append((size, os.stat(self.pending).st_size, os.stat(self.pending).st_ino))
+        info = os.stat(self.pending)
+        assert stat.S_IMODE(info.st_mode) == 0o600  # private before anything is in it
+        reserved.append((size, info.st_size, info.st_ino))
 
     import exactonline_api.safefile as safefile
 
@@ -399,3 +401,29 @@ def test_a_store_that_is_a_symbolic_link_is_refused(world):
         manager(store, fake, clock).access_token()
     assert one_line(info.value) == f"token store {store.path} is a symbolic link: point token_store at the file itself"
     assert store.path.is_symlink() and fake.calls == []
+
+
+def test_postgresql_refusing_the_new_row_leaks_no_token(pg_url, tmp_path, monkeypatch, caplog):  # noqa: F811
+    # PostgreSQL puts the failing row, tokens included, in the DETAIL of a CHECK violation.
+    monkeypatch.chdir(tmp_path)
+    clock = Clock()
+    fake = FakeExact(clock=clock)
+    store = PostgresTokenStore(pg_url, client_id=CLIENT, lock_timeout=5)
+    with store.locked():
+        store.write(fake.mint())
+    with _admin(pg_url) as admin:
+        admin.execute("ALTER TABLE exactonline_tokens ADD CONSTRAINT no_second_pair "
+                      "CHECK (refresh_token NOT LIKE 'fake-refresh-0002%')")
+    clock.t += 590
+    with caplog.at_level(logging.DEBUG):
+        token = manager(store, fake, clock).access_token()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert 'violates check constraint "no_second_pair"' in text
+    assert fake.live_refresh not in text and token not in text and "fake-refresh-0002" not in text
+    recovery = tmp_path / ".tokens" / "exactonline-client00.token.json.recovery"
+    assert json.loads(recovery.read_text())["refresh_token"] == fake.live_refresh
+    store.close()
+    # The next run uses the copy while the row still refuses it, and keeps the copy.
+    nxt_store = PostgresTokenStore(pg_url, client_id=CLIENT, lock_timeout=5)
+    assert manager(nxt_store, fake, clock).access_token_after_401("refused") == token and recovery.exists()
+    nxt_store.close()
