@@ -11,9 +11,12 @@ The protocol (TokenManager), for any number of threads and processes sharing one
 
 1. Use the access token from memory or the store while it has more than ``margin`` left. No lock.
 2. Otherwise take the store lock and re-read: if somebody refreshed meanwhile, use theirs.
-3. Else mark the store ("refresh started by X"), call the token endpoint once, save the new pair,
-   and only then use it. A refresh is never retried blindly: after an unknown outcome the old
-   refresh token may already be dead, and a second try would just prove it.
+3. Else prove the answer can be stored (``reserve_write``: room reserved on disk, or a test write of
+   the row), mark the store ("refresh started by X"), call the token endpoint once, save the new
+   pair, and only then use it. A refresh is never retried blindly: after an unknown outcome the old
+   refresh token may already be dead, and a second try would just prove it. A save that still fails
+   is retried, then the pair is set aside in the store's recovery file and kept in memory; the
+   next run takes it over (README, "When the token store is in trouble").
 4. "Old refresh token used" means someone refreshed; under the lock that someone can only be
    outside the store (or a process that died before saving), so it is final: the user must log in
    again, and the message says so. "Too early" does not consume the refresh token: keep the stored
