@@ -427,3 +427,16 @@ def test_postgresql_refusing_the_new_row_leaks_no_token(pg_url, tmp_path, monkey
     nxt_store = PostgresTokenStore(pg_url, client_id=CLIENT, lock_timeout=5)
     assert manager(nxt_store, fake, clock).access_token_after_401("refused") == token and recovery.exists()
     nxt_store.close()
+
+
+def test_a_store_path_through_a_file_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    store = FileTokenStore(tmp_path / "afile" / "tokens.json", client_id=CLIENT)
+    with pytest.raises(TokenStoreError) as info:
+        store.read()
+    assert one_line(info.value) == (
+        f"cannot read token store {store.path} (Not a directory): a part of {store.path.parent} is a file, not a "
+        "directory: point token_store elsewhere")
+    with pytest.raises(TokenStoreError, match=r"^cannot create the token store lock .*\(Not a directory\)"):
+        with store.locked():
+            pass
