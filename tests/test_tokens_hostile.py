@@ -440,3 +440,13 @@ def test_a_store_path_through_a_file_is_one_line(tmp_path):
     with pytest.raises(TokenStoreError, match=r"^cannot create the token store lock .*\(Not a directory\)"):
         with store.locked():
             pass
+
+
+def test_room_for_the_answer_but_not_for_the_refresh_mark_sends_nothing(world, monkeypatch):
+    clock, fake, store = world
+    before = store.path.read_bytes()
+    monkeypatch.setenv(FAIL_ENV, "replace:ENOSPC")  # the reservation took the last free blocks
+    with pytest.raises(TokenStoreError, match=r"^cannot write token store .*\(No space left on device\)"):
+        manager(store, fake, clock).access_token()
+    assert fake.calls == [] and store.path.read_bytes() == before
+    assert sorted(p.name for p in store.path.parent.iterdir()) == ["t.json", "t.json.lock"]
