@@ -200,6 +200,7 @@ class FileTokenStore:
         try:
             if reservation.active:
                 reservation.fill(data)
+                crash_point("before_store_rename")
                 reservation.commit(self.path)
             else:
                 self._write_bytes(data)

@@ -38,7 +38,8 @@ class TokenStoreError(ExactError):
 def crash_point(name: str) -> None:
     """Test-only fault injection: die here (SIGKILL, no cleanup) when EXACT_TEST_CRASH_AT=name.
 
-    Points: ``after_refresh_mark``, ``after_token_response``, ``during_store_write``.
+    Points: ``after_refresh_mark``, ``after_token_response``, ``during_store_write``,
+    ``before_store_rename`` (file store: the new pair is in the pending file, not yet renamed).
     """
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
