@@ -450,3 +450,17 @@ def test_room_for_the_answer_but_not_for_the_refresh_mark_sends_nothing(world, m
         manager(store, fake, clock).access_token()
     assert fake.calls == [] and store.path.read_bytes() == before
     assert sorted(p.name for p in store.path.parent.iterdir()) == ["t.json", "t.json.lock"]
+
+
+def test_a_login_whose_save_fails_is_set_aside_and_taken_over(world, monkeypatch):
+    clock, fake, store = world
+    store.path.write_bytes(b"\xff damaged")  # a login replaces even a damaged store
+    monkeypatch.setenv(FAIL_ENV, "commit:EIO")
+    tm = manager(store, fake, clock)
+    assert tm.save_login(fake.mint) is False
+    login = json.loads(store.recovery_path.read_text())
+    assert store.path.read_bytes() == b"\xff damaged" and tm.access_token() == login["access_token"]
+    monkeypatch.delenv(FAIL_ENV)
+    with pytest.raises(TokenStoreError, match="is damaged"):  # never overwritten without a login
+        manager(FileTokenStore(store.path, client_id=CLIENT), fake, clock).access_token()
+    assert manager(store, fake, clock).save_login(fake.mint) is True and not store.recovery_path.exists()
