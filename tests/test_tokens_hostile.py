@@ -327,14 +327,22 @@ def test_postgresql_row_that_cannot_take_the_answer_stops_the_refresh_before_it_
     store.close()
 
 
-def test_postgresql_connection_lost_after_the_answer_sets_the_tokens_aside(pg_url, tmp_path, monkeypatch,  # noqa: F811
-                                                                           caplog):
+@pytest.fixture
+def pg_world(pg_url, tmp_path, monkeypatch):  # noqa: F811
+    """Like ``world`` on a PostgreSQL store; the working directory (where its recovery file goes) is tmp_path."""
     monkeypatch.chdir(tmp_path)
     clock = Clock()
     fake = FakeExact(clock=clock)
     store = PostgresTokenStore(pg_url, client_id=CLIENT, lock_timeout=5)
     with store.locked():
         store.write(fake.mint())
+    yield clock, fake, store
+    store.close()
+
+
+def test_postgresql_connection_lost_after_the_answer_sets_the_tokens_aside(pg_world, pg_url, tmp_path,  # noqa: F811
+                                                                           monkeypatch, caplog):
+    clock, fake, store = pg_world
     clock.t += 590
     answer = fake.refresh
 
@@ -360,7 +368,6 @@ def test_postgresql_connection_lost_after_the_answer_sets_the_tokens_aside(pg_ur
     assert nxt_store.read().access_token == token and not recovery.exists()
     clock.t += 600
     assert nxt.access_token() != token and fake.calls == ["ok", "ok"]
-    store.close()
     nxt_store.close()
 
 
@@ -403,14 +410,9 @@ def test_a_store_that_is_a_symbolic_link_is_refused(world):
     assert store.path.is_symlink() and fake.calls == []
 
 
-def test_postgresql_refusing_the_new_row_leaks_no_token(pg_url, tmp_path, monkeypatch, caplog):  # noqa: F811
+def test_postgresql_refusing_the_new_row_leaks_no_token(pg_world, pg_url, tmp_path, caplog):  # noqa: F811
     # PostgreSQL puts the failing row, tokens included, in the DETAIL of a CHECK violation.
-    monkeypatch.chdir(tmp_path)
-    clock = Clock()
-    fake = FakeExact(clock=clock)
-    store = PostgresTokenStore(pg_url, client_id=CLIENT, lock_timeout=5)
-    with store.locked():
-        store.write(fake.mint())
+    clock, fake, store = pg_world
     with _admin(pg_url) as admin:
         admin.execute("ALTER TABLE exactonline_tokens ADD CONSTRAINT no_second_pair "
                       "CHECK (refresh_token NOT LIKE 'fake-refresh-0002%')")
@@ -422,7 +424,6 @@ def test_postgresql_refusing_the_new_row_leaks_no_token(pg_url, tmp_path, monkey
     assert fake.live_refresh not in text and token not in text and "fake-refresh-0002" not in text
     recovery = tmp_path / ".tokens" / "exactonline-client00.token.json.recovery"
     assert json.loads(recovery.read_text())["refresh_token"] == fake.live_refresh
-    store.close()
     # The next run uses the copy while the row still refuses it, and keeps the copy.
     nxt_store = PostgresTokenStore(pg_url, client_id=CLIENT, lock_timeout=5)
     assert manager(nxt_store, fake, clock).access_token_after_401("refused") == token and recovery.exists()
