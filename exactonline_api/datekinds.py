@@ -61,6 +61,10 @@ def rule(name: str) -> tuple[str, str]:
     return MOMENT, "rule: other names (Created, Modified, LastUpdated, ...) are moments"
 
 
+def is_calendar_date(name: str) -> bool:
+    return rule(name)[0] == DATE
+
+
 def calendar_fields(stream: str, fields: Iterable[tuple[str, str]],
                     overrides: Mapping[str, str] | None = None) -> frozenset[str]:
     """Names of the calendar-date properties among ``(name, edm)`` of one stream."""

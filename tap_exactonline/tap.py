@@ -114,7 +114,7 @@ class TapExactOnline(Tap):
                 raise ConfigError(f"api_overrides.{stream}: {api!r} is not one of sync, bulk, standard")
         if cfg.get("daily_call_reserve", 0) < 0:
             raise ConfigError("daily_call_reserve must be 0 or more")
-        self._date_fields = check_overrides(cfg.get("date_fields"), datetime_fields())
+        check_overrides(cfg.get("date_fields"), datetime_fields())
 
     @property
     def base_url(self) -> str:
@@ -137,8 +137,9 @@ class TapExactOnline(Tap):
 
     def apply_date_fields(self, entity: Entity) -> Entity:
         """The user's ``date_fields`` overrides applied to one stream's calendar dates."""
-        overrides = getattr(self, "_date_fields", None)
-        if not overrides:
+        # Read from the config, not from _check_config: the SDK may build streams before it ran.
+        overrides = self.config.get("date_fields")
+        if not overrides or not isinstance(overrides, dict):
             return entity
         fields = ((f.name, f.edm) for f in entity.fields)
         return dataclasses.replace(entity, calendar_dates=calendar_fields(entity.stream_name, fields, overrides))
