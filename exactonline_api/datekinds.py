@@ -66,34 +66,42 @@ def is_calendar_date(name: str) -> bool:
 
 
 def calendar_fields(stream: str, fields: Iterable[tuple[str, str]],
-                    overrides: Mapping[str, str] | None = None) -> frozenset[str]:
+                    overrides: Mapping[str, Mapping[str, str]] | None = None) -> frozenset[str]:
     """Names of the calendar-date properties among ``(name, edm)`` of one stream."""
-    overrides = overrides or {}
+    mine = (overrides or {}).get(stream)
+    mine = mine if isinstance(mine, Mapping) else {}
     chosen = set()
     for name, edm in fields:
         if edm != "Edm.DateTime":
             continue
-        kind = overrides.get(f"{stream}.{name}") or rule(name)[0]
+        kind = mine.get(name) or rule(name)[0]
         if kind == DATE:
             chosen.add(name)
     return frozenset(chosen)
 
 
-def check_overrides(overrides: object, datetime_fields: Mapping[str, set[str]]) -> dict[str, str]:
-    """The ``date_fields`` setting validated: ``{"stream.Field": "date"|"moment"}``, one line per mistake."""
+EXAMPLE = '{"sales_invoices": {"DueDate": "moment"}}'
+
+
+def check_overrides(overrides: object, datetime_fields: Mapping[str, set[str]]) -> None:
+    """The ``date_fields`` setting, ``{stream: {Field: "date"|"moment"}}``, checked: one line per mistake.
+
+    Nested rather than ``"stream.Field"`` keys: Meltano reads dots in an object's keys as nesting.
+    """
     if overrides is None:
-        return {}
+        return
     if not isinstance(overrides, dict):
-        raise ConfigError('date_fields must be an object like {"transaction_lines.Date": "date"}')
-    for key, kind in overrides.items():
-        stream, _, name = str(key).partition(".")
-        if kind not in KINDS:
-            raise ConfigError(f"date_fields.{key}: {kind!r} is not 'date' or 'moment'")
+        raise ConfigError(f"date_fields must be an object like {EXAMPLE}")
+    for stream, kinds in overrides.items():
         if stream not in datetime_fields:
-            raise ConfigError(f"date_fields.{key}: no stream {stream!r} (write 'stream.Field')")
-        if name not in datetime_fields[stream]:
-            raise ConfigError(f"date_fields.{key}: {stream} has no Edm.DateTime property {name!r}")
-    return dict(overrides)
+            raise ConfigError(f"date_fields: no stream {stream!r} (write it like {EXAMPLE})")
+        if not isinstance(kinds, dict):
+            raise ConfigError(f"date_fields.{stream} must be an object of Field: 'date' or 'moment', like {EXAMPLE}")
+        for name, kind in kinds.items():
+            if name not in datetime_fields[stream]:
+                raise ConfigError(f"date_fields.{stream}.{name}: {stream} has no Edm.DateTime property {name!r}")
+            if kind not in KINDS:
+                raise ConfigError(f"date_fields.{stream}.{name}: {kind!r} is not 'date' or 'moment'")
 
 
 def datetime_fields() -> dict[str, set[str]]:

@@ -65,10 +65,12 @@ class TapExactOnline(Tap):
                                 "ACTIVATE_VERSION applies to the whole table and would remove the other jobs' rows"),
         th.Property("api_overrides", th.ObjectType(additional_properties=th.StringType),
                     description="Per stream, force 'sync', 'bulk' or 'standard' instead of the cheapest API"),
-        th.Property("date_fields", th.ObjectType(additional_properties=th.StringType),
-                    description="Per 'stream.Field', override the class of an Edm.DateTime property: 'date' "
-                                "(a calendar date, emitted as YYYY-MM-DD) or 'moment' (UTC date-time); the "
-                                "default classes are in exactonline_api/data/datetime_kinds.tsv"),
+        th.Property("date_fields", th.ObjectType(additional_properties=th.ObjectType(
+                        additional_properties=th.StringType)),
+                    description="Per stream and Edm.DateTime property, override its class: 'date' (a calendar "
+                                "date, emitted as YYYY-MM-DD) or 'moment' (UTC date-time), e.g. "
+                                '{"sales_invoices": {"DueDate": "moment"}}; the default classes are in '
+                                "exactonline_api/data/datetime_kinds.tsv"),
         th.Property("trim_text", th.BooleanType, default=True,
                     description="Remove the blanks Exact pads fixed-width text with (codes, countries, VAT "
                                 "codes), as Exact's screens show it; false keeps the raw values"),

@@ -61,7 +61,7 @@ def test_moments(name):
 
 def test_schema_says_date_for_calendar_dates_and_date_time_for_moments(tmp_path):
     tap = TapExactOnline(config={"client_id": "x", "client_secret": "y", "token_store": str(tmp_path / "t.json"),
-                                 "date_fields": {"sales_invoices.DueDate": "moment"}})
+                                 "date_fields": {"sales_invoices": {"DueDate": "moment"}}})
     lines = tap.streams["transaction_lines"].schema["properties"]
     assert lines["Date"] == {"type": ["string", "null"], "format": "date"} | {
         k: v for k, v in lines["Date"].items() if k == "description"}
@@ -72,9 +72,10 @@ def test_schema_says_date_for_calendar_dates_and_date_time_for_moments(tmp_path)
 
 
 @pytest.mark.parametrize("setting, problem", [
-    ({"transaction_lines.Date": "day"}, "'day' is not 'date' or 'moment'"),
-    ({"no_such_stream.Date": "date"}, "no stream 'no_such_stream'"),
-    ({"transaction_lines.Description": "date"}, "has no Edm.DateTime property 'Description'"),
+    ({"transaction_lines": {"Date": "day"}}, "'day' is not 'date' or 'moment'"),
+    ({"no_such_stream": {"Date": "date"}}, "no stream 'no_such_stream'"),
+    ({"transaction_lines": {"Description": "date"}}, "has no Edm.DateTime property 'Description'"),
+    ({"transaction_lines.Date": {"Date": "moment"}}, "no stream 'transaction_lines.Date'"),
 ])
 def test_a_bad_date_fields_setting_gets_one_line(tmp_path, setting, problem):
     with pytest.raises(ConfigError) as caught:
