@@ -12,10 +12,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+
+from tests.e2e.conftest import ROOT, psycopg
 
 pytestmark = pytest.mark.e2e
 
@@ -89,13 +93,24 @@ def test_upgrading_a_warehouse_with_timestamp_columns(exact, meltano, warehouse)
     add_edge_entries(exact)
     old = {**SELECT, "TAP_EXACTONLINE_DATE_FIELDS": json.dumps({"transaction_lines": {"Date": "moment"}})}
     meltano("run", "tap-exactonline", "target-postgres", env=old)
-    assert column_types(warehouse, "transaction_lines")["Date"].startswith("timestamp")
-    new_year = "00000000-0000-4000-8000-0000000000a1"
-    before = warehouse.query('SELECT "Date" FROM exactonline.transaction_lines WHERE "ID"::text = %s', (new_year,))
-    assert str(before[0][0]) == "2023-12-31 23:00:00"  # the bug of issue 13: 1 January in the previous year
+    assert column_types(warehouse, "transaction_lines")["Date"] == "timestamp without time zone"
+    first = "00000000-0000-4000-8000-0000000000a1"
+    before = warehouse.query('SELECT "Date" FROM exactonline.transaction_lines WHERE "ID"::text = %s', (first,))
+    assert str(before[0][0]) == "2023-12-31 23:00:00"  # issue 13: 1 January landed in the previous year
 
-    result = meltano("run", "--full-refresh", "tap-exactonline", "target-postgres", env=SELECT, check=False)
-    print(result.output[-3000:])
-    print(column_types(warehouse, "transaction_lines")["Date"])
-    print(warehouse.query('SELECT "Date" FROM exactonline.transaction_lines WHERE "ID"::text = %s', (new_year,)))
-    assert False
+    # The README's upgrade step, then an ordinary incremental run that brings one new line.
+    sql = subprocess.run([sys.executable, str(ROOT / "scripts" / "upgrade_date_columns.py")],
+                         capture_output=True, text=True, check=True).stdout
+    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
+        conn.execute(sql)
+        conn.execute(sql)  # idempotent
+    later = "00000000-0000-4000-8000-0000000000b1"
+    exact.insert(DIVISION, LINES, [{"ID": later, "Date": "/Date(1735603200000)/", "FinancialYear": 2024,
+                                    "FinancialPeriod": 12, "AmountDC": 7.0, "Description": "after the upgrade"}])
+    meltano("run", "tap-exactonline", "target-postgres", env=SELECT)
+
+    assert column_types(warehouse, "transaction_lines")["Date"] == "date"
+    landed = dict(warehouse.query('SELECT "ID"::text, "Date" FROM exactonline.transaction_lines '
+                                  'WHERE "ID"::text = ANY(%s)', ([*EDGES, later],)))
+    assert landed == {**{ident: day for ident, (day, _) in EDGES.items()}, later: date(2024, 12, 31)}
+    assert totals(warehouse, 'extract(year FROM "Date")') == totals(warehouse, '"FinancialYear"')
