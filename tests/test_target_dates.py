@@ -39,9 +39,10 @@ def test_dates_and_date_times_land_as_the_same_local_day_and_round_trip(sandbox,
     output = run_tap(tap_config(sandbox, tmp_path / "tap", divisions=[division]), streams={"accounts"})
     ours = [r for r in output.records["accounts"] if r["Code"] in FORMS]
     assert {r["Code"]: r["StartDate"] for r in ours} == {code: "2024-01-01" for code in FORMS}
+    fed_back = [{k: r[k] for k in ("Code", "Name", "StartDate")} for r in ours]
+    fed_back[0]["Code"] = fed_back[0]["Code"].rjust(18)  # Exact's own padded form finds the same account
     sandbox.reset_log()
-    again = run_target(target_config(sandbox, tmp_path / "again", verify_unchanged=True),
-                       _accounts([{k: r[k] for k in ("Code", "Name", "StartDate")} for r in ours]))
+    again = run_target(target_config(sandbox, tmp_path / "again", verify_unchanged=True), _accounts(fed_back))
     assert again.error is None, again.error
     assert again.summary["accounts"]["unchanged"] == 3, again.summary
     assert writes(sandbox) == []
