@@ -337,7 +337,8 @@ class Api:
         if not full:  # Exact: every property null except the key
             keep = {"__metadata", *group.identity}
             body = {k: (v if k in keep else None) for k, v in body.items()}
-        return Response(201, api_body({"d": body}, sb.knobs), headers=[("Location", body["__metadata"]["uri"])], rows=1)
+        return Response(201, api_body({"d": body}, sb.knobs), headers=[("Location", body["__metadata"]["uri"])],
+                        rows=1)
 
     def _deep_insert_values(self, group: EntityGroup, navs: dict[str, Any]) -> list:
         children = []

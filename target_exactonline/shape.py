@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from exactonline_api.datekinds import is_calendar_date
 from exactonline_api.registry import Endpoint, Field
 from target_exactonline import attachments as files
-from exactonline_api.datekinds import is_calendar_date
 from target_exactonline.fields import BadValue, is_empty, squash, to_wire
 from target_exactonline.writer import Item, RecordRejected
 

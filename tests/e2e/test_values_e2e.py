@@ -44,10 +44,14 @@ def utc_instant(raw: str) -> datetime:
     return wall.replace(tzinfo=AMS).astimezone(timezone.utc)
 
 
+def exact_day(day: date) -> str:
+    """A calendar date as Exact stores it: local midnight, as ``/Date(ms)/``."""
+    return f"/Date({(day - date(1970, 1, 1)).days * 86_400_000})/"
+
+
 def add_edge_entries(exact) -> None:
     exact.insert(DIVISION, LINES, [
-        {"ID": ident, "Date": f"/Date({int((datetime(*day.timetuple()[:3]) - datetime(1970, 1, 1)).total_seconds()) * 1000})/",
-         "FinancialYear": year, "FinancialPeriod": day.month, "AmountDC": 1000.0 + n, "Description": "edge"}
+        {"ID": ident, "Date": exact_day(day), "FinancialYear": year, "FinancialPeriod": day.month, "AmountDC": 1000.0 + n, "Description": "edge"}
         for n, (ident, (day, year)) in enumerate(EDGES.items())])
 
 
@@ -105,7 +109,7 @@ def test_upgrading_a_warehouse_with_timestamp_columns(exact, meltano, warehouse)
         conn.execute(sql)
         conn.execute(sql)  # idempotent
     later = "00000000-0000-4000-8000-0000000000b1"
-    exact.insert(DIVISION, LINES, [{"ID": later, "Date": "/Date(1735603200000)/", "FinancialYear": 2024,
+    exact.insert(DIVISION, LINES, [{"ID": later, "Date": exact_day(date(2024, 12, 31)), "FinancialYear": 2024,
                                     "FinancialPeriod": 12, "AmountDC": 7.0, "Description": "after the upgrade"}])
     meltano("run", "tap-exactonline", "target-postgres", env=SELECT)
 
