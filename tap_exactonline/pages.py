@@ -49,8 +49,8 @@ class TypedRows:
             ("results", list[self.row_type]),  # type: ignore[valid-type]
             ("next", t.Optional[str], msgspec.field(name="__next", default=None)),
         ])
-        rows = list[self.row_type]  # type: ignore[valid-type]
-        envelope = msgspec.defstruct("Envelope", [("d", t.Union[body, rows])])
+        bare: t.Any = list[self.row_type]  # type: ignore[valid-type,name-defined]
+        envelope = msgspec.defstruct("Envelope", [("d", t.Union[body, bare])])
         self._decoder = msgspec.json.Decoder(envelope, strict=False)
         self._trim = trim
         calendar = entity.calendar_dates
@@ -78,14 +78,14 @@ class TypedRows:
 
 def rows(payload: t.Any) -> list:
     if isinstance(payload, msgspec.Struct):
-        body = payload.d
+        body = t.cast(t.Any, payload).d
         return body if body.__class__ is list else body.results
     return odata.results(payload)
 
 
 def next_link(payload: t.Any) -> str | None:
     if isinstance(payload, msgspec.Struct):
-        body = payload.d
+        body = t.cast(t.Any, payload).d
         return None if body.__class__ is list else (body.next or None)
     return odata.next_link(payload)
 
