@@ -18,7 +18,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from orchestrate.meltano import Settings, sys_dir_env
+from orchestrate.meltano import Settings, sys_dir_env, system_dir
 
 
 def _selected(metadata: dict, default: bool = True) -> bool:
@@ -72,3 +72,9 @@ def prepare_tables(settings: Settings, log_dir: Path) -> dict:
     _meltano(settings, env, "invoke", loader, stdin="".join(json.dumps(m) + "\n" for m in messages),
              log=log_dir / "tables.log")
     return catalog
+
+
+if __name__ == "__main__":  # the schema step alone, for shards started by something else than Dagster
+    settings = Settings.from_env()
+    prepared = prepare_tables(settings, system_dir(settings) / "logs" / "orchestrate")
+    print(f"tables ready for {len(schema_messages(prepared))} streams")
