@@ -44,7 +44,7 @@ def _log_dir(settings: Settings, context: OpExecutionContext) -> Path:
 
 def _metadata(run: ShardRun) -> dict:
     return {
-        "divisions": MetadataValue.json(run.divisions if run.divisions is not None else "unknown"),
+        "divisions": MetadataValue.json(run.divisions) if run.divisions is not None else MetadataValue.text("unknown"),
         "run summary per division": MetadataValue.json(run.summaries),
         "calls": sum(int(s.get("calls", 0)) for s in run.summaries),
         "records": sum(sum(s.get("records", {}).values()) for s in run.summaries),
