@@ -156,13 +156,15 @@ def run_shard(settings: Settings, k: int, n: int, log_dir: Path, *, catalog: dic
     Meltano's ``catalog`` extra so that the shard skips the tap's discovery.
     """
     name = f"shard-{k}-of-{n}"
-    env = {**os.environ, **sys_dir_env(settings, name), "TAP_EXACTONLINE_DIVISION_SHARD": f"{k}/{n}"}
+    # Meltano's environment names for the job's extractor: TAP_EXACTONLINE_DIVISION_SHARD for the
+    # main job, TAP_EXACTONLINE_HOURLY_... for a job of an inherited extractor.
+    prefix = settings.extractor_and_loader()[0].upper().replace("-", "_")
+    env = {**os.environ, **sys_dir_env(settings, name), f"{prefix}_DIVISION_SHARD": f"{k}/{n}"}
     log_dir.mkdir(parents=True, exist_ok=True)
     if catalog is not None:
-        extractor = settings.extractor_and_loader()[0]
         path = log_dir / f"{name}.catalog.json"
         path.write_text(json.dumps(catalog))
-        env[extractor.upper().replace("-", "_") + "__CATALOG"] = str(path)
+        env[f"{prefix}__CATALOG"] = str(path)
     log_path = log_dir / f"{name}-attempt-{attempt}.log"
     started = time.monotonic()
     with log_path.open("w") as log:
