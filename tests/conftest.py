@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh Exact Online sandbox per test (tests/sandbox)."""
+"""Shared fixtures: a fresh Exact Online sandbox per test (tests/sandbox), and the one
+PostgreSQL every test that needs one uses (tests/pg.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from tests.sandbox import Sandbox, SandboxHandle
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> Iterator[str]:
+    """``E2E_PG_DSN`` (default: the local server), else the embedded server: never a skip."""
+    from tests.pg import admin_dsn
+
+    with admin_dsn() as dsn:
+        yield dsn
 
 
 @pytest.fixture
