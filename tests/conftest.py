@@ -88,3 +88,20 @@ class SandboxClient:
 def sandbox_client() -> Callable[..., SandboxClient]:
     """``sandbox_client(handle, divisions=None)`` -> a session with a bearer token."""
     return SandboxClient
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test sits where its marker says: under tests/e2e/ exactly when marked e2e.
+
+    ``-m "not e2e"`` (the fast run) and the e2e directory then select the same tests, and a
+    slow test cannot slip into the fast run unmarked.
+    """
+    e2e_dir = config.rootpath / "tests" / "e2e"
+    misplaced = [
+        item.nodeid for item in items
+        if (item.get_closest_marker("e2e") is not None) != (e2e_dir in item.path.parents)
+    ]
+    if misplaced:
+        raise pytest.UsageError(
+            "tests whose e2e marker does not match their place (mark tests under tests/e2e/ with "
+            "`pytestmark = pytest.mark.e2e`, move others out): " + ", ".join(misplaced))
