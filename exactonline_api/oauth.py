@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 from urllib.parse import unquote, urlencode
 
 import requests
@@ -226,7 +227,7 @@ class OAuthClient:
         body_text = "" if error or description else response.text[:500]
         text = f"{error} {description} {reason} {body_text}".lower()
         shown = f"HTTP {status} {error or 'error'}: {redact(description or reason or 'no description')}"
-        kwargs = {"status": status, "error": error, "description": description or reason}
+        kwargs: dict[str, Any] = {"status": status, "error": error, "description": description or reason}
 
         if "too many token requests" in text or "toomanytokenrequests" in text:
             # Exact's cap on token calls per app and user per day; the refresh token is untouched.

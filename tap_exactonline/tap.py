@@ -14,11 +14,11 @@ from singer_sdk import typing as th
 
 from exactonline_api import odata
 from exactonline_api.cli import run_plugin
-from exactonline_api.settings import connection_properties
 from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import BULK, STANDARD, SYNC, Endpoint, Entity, endpoints, raw_metadata
+from exactonline_api.settings import connection_properties
 from exactonline_api.timeutil import EXACT_TZ, filter_datetime, parse_iso_utc
 from tap_exactonline.client import ExactStream, query_string
 from tap_exactonline.deletes import Deletions

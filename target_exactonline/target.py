@@ -27,11 +27,11 @@ from singer_sdk import Target
 from singer_sdk import typing as th
 
 from exactonline_api.cli import run_plugin
-from exactonline_api.settings import connection_properties
 from exactonline_api.errors import ConfigError, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import raw_metadata
+from exactonline_api.settings import connection_properties
 from target_exactonline.ledger import Ledger, ledger_path
 from target_exactonline.rejects import DEFAULT_REJECT_FILE, RejectFile
 from target_exactonline.sinks import DEFAULT_BATCH_SIZE, ExactSink
@@ -125,7 +125,8 @@ class TargetExactOnline(Target):
 
     @property
     def base_url(self) -> str:
-        return (self.config.get("base_url") or raw_metadata()["base_urls"][self.config.get("country", "nl")]).rstrip("/")
+        base = self.config.get("base_url") or raw_metadata()["base_urls"][self.config.get("country", "nl")]
+        return base.rstrip("/")
 
     @cached_property
     def session(self) -> ExactSession:

@@ -43,7 +43,6 @@ from exactonline_api.http import ExactSession, WriteOutcomeUnknown
 from exactonline_api.registry import Endpoint, Field, endpoints
 from exactonline_api.timeutil import EXACT_TZ
 from target_exactonline.attachments import AttachmentSource
-from target_exactonline.ledger import MAX_FILE_VERSIONS, Entry, Ledger, fingerprint, record_key
 from target_exactonline.fields import (
     INTEGER,
     NUMBER,
@@ -55,6 +54,7 @@ from target_exactonline.fields import (
     same,
     squash,
 )
+from target_exactonline.ledger import MAX_FILE_VERSIONS, Entry, Ledger, fingerprint, record_key
 from target_exactonline.rejects import RejectFile
 
 LOG = logging.getLogger("target_exactonline.writer")
