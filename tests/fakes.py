@@ -87,3 +87,38 @@ def mounted(session: requests.Session, transport: ScriptedTransport) -> Callable
     session.mount("https://", transport)
     session.mount("http://", transport)
     return lambda: len(transport.seen)
+
+
+class SandboxTime:
+    """The client's clock and sleep, running on the sandbox's frozen clock.
+
+    Every wait the tap or the target makes (throttle, 429, retry backoff) moves Exact's
+    clock by exactly as much, at once: rate-limit windows behave as at Exact, the test
+    takes no wall-clock time, and a loaded machine cannot shift a call into another window.
+    """
+
+    def __init__(self, handle: Any, at: float = 1_800_000_000.0) -> None:
+        self.handle = handle
+        self.now_value = handle.freeze(at)
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.now_value
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now_value += seconds
+        self.handle.advance(seconds)
+
+
+def client_time_from(monkeypatch: Any, source: Any) -> None:
+    """Make every RateLimiter and ExactSession built from now on use ``source``'s clock and
+    sleep, through their constructor defaults: the tap and the target build their own."""
+    from exactonline_api.http import ExactSession
+    from exactonline_api.limits import RateLimiter
+
+    for init in (RateLimiter.__init__, ExactSession.__init__):
+        defaults = init.__kwdefaults__
+        if "clock" in defaults:
+            monkeypatch.setitem(defaults, "clock", source.now)
+        monkeypatch.setitem(defaults, "sleep", source.sleep)
