@@ -8,6 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/ruff ] || python3 scripts/bootstrap.py --dev
 echo "==> ruff"
-.venv/bin/ruff check --no-cache --output-format concise exactonline_api tap_exactonline target_exactonline tests scripts bench
+.venv/bin/ruff check --no-cache --output-format concise exactonline_api tap_exactonline target_exactonline exact_sandbox tests scripts bench
 echo "==> mypy"
 .venv/bin/mypy
