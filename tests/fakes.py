@@ -89,7 +89,7 @@ def mounted(session: requests.Session, transport: ScriptedTransport) -> Callable
     return lambda: len(transport.seen)
 
 
-class SandboxTime:
+class SandboxTime(FakeClock):
     """The client's clock and sleep, running on the sandbox's frozen clock.
 
     Every wait the tap or the target makes (throttle, 429, retry backoff) moves Exact's
@@ -98,16 +98,11 @@ class SandboxTime:
     """
 
     def __init__(self, handle: Any, at: float = 1_800_000_000.0) -> None:
+        super().__init__(handle.freeze(at))
         self.handle = handle
-        self.now_value = handle.freeze(at)
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.now_value
 
     def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now_value += seconds
+        super().sleep(seconds)
         self.handle.advance(seconds)
 
 
