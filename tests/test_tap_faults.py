@@ -113,9 +113,10 @@ def test_slow_responses_time_out_and_are_retried(busy, tmp_path, caplog):
     outputs = sync_until_complete(busy, config, STREAMS)
     assert len(outputs) == 1
     assert_matches_source(busy, outputs, STREAMS, busy.divisions)
-    # Both hung pages were given up on after request_timeout, not waited out.
+    # Both hung pages were given up on after request_timeout, not waited out. (At least two: on a
+    # loaded machine an ordinary page may take longer than the 1 s timeout too, and is retried.)
     timeouts = [r for r in caplog.records if "Timeout on GET sync/Financial/TransactionLines" in r.getMessage()]
-    assert len(timeouts) == 2
+    assert len(timeouts) >= 2
 
 
 def test_daily_budget_stops_cleanly_and_the_next_day_resumes(sandbox_factory, tmp_path):
