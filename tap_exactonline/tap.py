@@ -13,6 +13,8 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 
 from exactonline_api import odata
+from exactonline_api.access import EmptyReadCheck, missing_rights, read_grants
+from exactonline_api.budget import ErrorBudget
 from exactonline_api.cli import run_plugin
 from exactonline_api.settings import connection_properties
 from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
@@ -27,6 +29,8 @@ from tap_exactonline.resync import Resyncs, move_dates, read_move_dates
 from tap_exactonline.streams import build_streams
 
 LOG = logging.getLogger("tap_exactonline")
+# --test asks users/UserHasRights once per selected stream: at most a minute's worth of calls.
+MAX_RIGHTS_CHECKS = 50
 
 
 def _countries() -> dict[str, str]:
@@ -79,6 +83,7 @@ class TapExactOnline(Tap):
         self._move_dates: dict[int, str | None] | None = None
         self._full_resyncs: list[str] = []
         self._division_list: list[int] | None = None
+        self._refused_divisions: dict[int, str] = {}
         super().__init__(*args, **kwargs)
         if kwargs.get("validate_config", True):
             self._check_config()
@@ -156,7 +161,12 @@ class TapExactOnline(Tap):
         limiter = RateLimiter(daily_reserve=int(self.config.get("daily_call_reserve", 200)),
                               max_wait_seconds=float(self.config.get("max_rate_limit_wait", 90)))
         timeout = float(self.config.get("request_timeout", 120))
-        return ExactSession(self.token_manager, limiter=limiter, timeout=(10.0, timeout))
+        return ExactSession(self.token_manager, limiter=limiter, timeout=(10.0, timeout),
+                            error_budget=ErrorBudget.from_config(self.config))
+
+    @cached_property
+    def empty_reads(self) -> EmptyReadCheck:
+        return EmptyReadCheck(self.session, self.base_url)
 
     @cached_property
     def deletions(self) -> Deletions:
@@ -180,18 +190,18 @@ class TapExactOnline(Tap):
             url = odata.next_link(payload)
 
     def divisions(self) -> list[int]:
+        """The divisions of this run, read once: configured ones that were not granted are left out."""
         if self._division_list is None:
-            configured = self.config.get("divisions")
-            if configured:
-                self._division_list = [int(d) for d in configured]
-            else:
-                me = odata.results(self.session.get_json(self.api_url(None, "current/Me") +
-                                                         "?$select=CurrentDivision"))[0]
-                rows = list(self.read_all(int(me["CurrentDivision"]), "system/Divisions",
-                                          {"$select": "Code,Description,DivisionMoveDate"}))
-                self._division_list = sorted(int(r["Code"]) for r in rows)
-                self._move_dates = move_dates(rows)
-                LOG.info("divisions granted to this app: %s", self._division_list)
+            grants = read_grants(self.session, self.base_url, "Code,Description,DivisionMoveDate")
+            self._move_dates = move_dates(grants.rows)
+            configured = [int(d) for d in self.config.get("divisions") or []]
+            self._refused_divisions = grants.refused(configured)
+            if self._refused_divisions:
+                LOG.error("not reading division(s) %s: not granted to this app; run `tap-exactonline auth` "
+                          "again and tick them on Exact's consent screen",
+                          ", ".join(map(str, self._refused_divisions)))
+            self._division_list = [d for d in configured if d not in self._refused_divisions] or \
+                ([] if configured else grants.codes)
         return self._division_list
 
     def division_move_dates(self) -> dict[int, str | None]:
@@ -245,6 +255,9 @@ class TapExactOnline(Tap):
         super().sync_all()
         self.resyncs.finish()
         self._log_summary()
+        if self._refused_divisions:
+            self._failed.append(f"division(s) {', '.join(map(str, self._refused_divisions))} not read: not "
+                                "granted to this app (run `tap-exactonline auth` again and tick them)")
         if self._failed:
             raise ExactError(f"{len(self._failed)} stream(s) failed (state kept for the others): "
                              + " | ".join(self._failed))
@@ -270,6 +283,15 @@ class TapExactOnline(Tap):
         from tap_exactonline.auth import connection_report
 
         print(connection_report(self.session, self.base_url))
+        selected = {s.endpoint.path: s.name for s in self.exact_streams() if s.selected}
+        division = (self.divisions() or [None])[0]
+        if len(selected) > MAX_RIGHTS_CHECKS:
+            print(f"Rights not checked: {len(selected)} streams are selected (one call each); select at most "
+                  f"{MAX_RIGHTS_CHECKS} to check them.")
+        elif division is not None and selected:
+            missing = missing_rights(self.session, self.base_url, division, selected)
+            print(f"Selected streams without rights in division {division}: "
+                  + (", ".join(f"{selected[p]} ({p})" for p in missing) if missing else "none") + ".")
         return True
 
 
