@@ -22,7 +22,7 @@ from exactonline_api.errors import EndpointBlocked, ErrorBudgetSpent, ExactAPIEr
 # Refusals that say nothing about the record itself: not remembered against its fingerprint.
 NOT_THE_RECORDS_FAULT = frozenset({401, 403, 404, 405, 429})
 # 403 Reasons that close the whole division (the others, like a missing scope, one endpoint).
-DIVISION_REASONS = frozenset({"", "nodivisionaccess", "divisionblocked", "blockeduser", "inactiveuser",
+DIVISION_REASONS = frozenset({"nodivisionaccess", "divisionblocked", "blockeduser", "inactiveuser",
                               "blockedcustomer", "licenseexpired"})
 
 
