@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 from singer_sdk.io_base import SingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
+from typing_extensions import override
 
 from exactonline_api.errors import ExactError
 
@@ -53,6 +54,7 @@ def _shape_problem(message: object) -> str | None:
 class LineCountingReader(SingerReader):
     """singer-sdk's reader, with line numbers and one-line errors for bad input."""
 
+    @override
     def process_lines(self, file_input: t.IO[str] | None,
                       callbacks: dict[str, t.Callable[[dict], None]]) -> t.Counter[str]:
         stats: dict[str, int] = defaultdict(int)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from singer_sdk import Target
 from singer_sdk import typing as th
+from typing_extensions import override
 
 from exactonline_api.budget import ErrorBudget, hourly_errors_setting
 from exactonline_api.cli import run_plugin
@@ -199,6 +200,7 @@ class TargetExactOnline(Target):
 
     # -- end of run --------------------------------------------------------------------------------------
 
+    @override
     def listen(self, file_input: t.IO[str] | None = None) -> None:
         try:
             try:

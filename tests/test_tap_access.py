@@ -52,3 +52,16 @@ def test_connection_test_lists_selected_streams_without_rights(sandbox_factory, 
     assert last.startswith(f"Selected streams without rights in division {sandbox.divisions[0]}: ")
     assert "accounts (" in last and "gl_accounts (" in last and "items" not in last
     assert len([c for c in sandbox.requests() if c["path"] == "users/UserHasRights"]) == 3
+
+
+def test_a_read_exact_refuses_fails_that_stream_in_its_words_without_retries(sandbox, tmp_path):
+    division = sandbox.divisions[0]
+    config = tap_config(sandbox, tmp_path, divisions=[division])
+    sandbox.faults({"kind": "refuse", "path": "sync/Financial/GLAccounts", "method": "GET",
+                    "message": "Module niet beschikbaar in dit pakket."})
+    out = run_tap(config, streams={"gl_accounts", "journals"}, allow_error=True)
+    assert out.records["journals"] and not out.records["gl_accounts"]
+    assert len([c for c in sandbox.requests() if c["path"] == "sync/Financial/GLAccounts"]) == 1
+    assert str(out.error) == (f"1 stream(s) failed (state kept for the others): gl_accounts in division {division}: "
+                              "Exact API sync/Financial/GLAccounts answered HTTP 500: Module niet beschikbaar in dit "
+                              "pakket.")
