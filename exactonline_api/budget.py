@@ -11,7 +11,8 @@ processes on the same app key and for our own unknowns).
 
 The file holds division codes, endpoint paths and times only. It is rewritten atomically under an
 ``flock`` on a sibling ``.lock`` file; a damaged file is logged and started afresh (the worst case
-is one hour's count lost, never a stopped run).
+is one hour's count lost, never a stopped run). With a PostgreSQL token store the counts live in a
+table of that database instead, so machines sharing the token chain share the budget.
 """
 
 from __future__ import annotations
@@ -67,20 +68,28 @@ def hourly_errors_setting(config: Mapping) -> int:
 
 
 class ErrorBudget:
-    """Counted errors per (division, endpoint) in the last hour, in a file shared by tap and target."""
+    """Counted errors per (division, endpoint) in the last hour, shared by tap and target runs."""
 
-    def __init__(self, path: str | os.PathLike, *, per_hour: int = DEFAULT_HOURLY_ERRORS,
+    def __init__(self, store: str | os.PathLike | ErrorStore, *, per_hour: int = DEFAULT_HOURLY_ERRORS,
                  clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.store = store if isinstance(store, (FileErrors, PostgresErrors)) else FileErrors(Path(store))
         self.per_hour = per_hour
         self.clock = clock
-        self._seen: tuple[float, int] | None = None  # (mtime, size) of the file behind _errors
-        self._errors: dict[str, list[float]] = {}
 
     @classmethod
     def from_config(cls, config: Mapping, clock: Callable[[], float] = time.time) -> ErrorBudget:
-        return cls(beside_token_store(config, SUFFIX), per_hour=hourly_errors_setting(config), clock=clock)
+        """Beside the token store: a file next to the token file, or a table in its PostgreSQL database."""
+        spec = str(config.get("token_store") or "").strip()
+        store: ErrorStore
+        if spec.startswith(("postgresql://", "postgres://")):
+            store = PostgresErrors(spec, str(config.get("client_id") or ""))
+        else:
+            store = FileErrors(beside_token_store(config, SUFFIX))
+        return cls(store, per_hour=hourly_errors_setting(config), clock=clock)
+
+    @property
+    def path(self) -> Path | None:
+        return getattr(self.store, "path", None)
 
     @staticmethod
     def _key(division: int, endpoint: str) -> str:
@@ -88,9 +97,8 @@ class ErrorBudget:
 
     def recent(self, division: int, endpoint: str) -> list[float]:
         """Times of the counted errors of the last hour on this endpoint (oldest first)."""
-        self._refresh()
         oldest = self.clock() - WINDOW_SECONDS
-        return [t for t in self._errors.get(self._key(division, endpoint), []) if t > oldest]
+        return sorted(t for t in self.store.current().get(self._key(division, endpoint), []) if t > oldest)
 
     def retry_at(self, division: int, endpoint: str) -> float | None:
         """When a call is allowed again; None when it is allowed now."""
@@ -107,42 +115,46 @@ class ErrorBudget:
 
     def note(self, division: int, endpoint: str, status: int) -> None:
         """Count an answer Exact counts (400/401/403/404)."""
-        if status not in COUNTED_STATUSES:
-            return
-        self.add(division, endpoint, self.clock())
+        if status in COUNTED_STATUSES:
+            self.store.add(self._key(division, endpoint), [self.clock()], WINDOW_SECONDS)
 
     def spend_all(self, division: int, endpoint: str) -> None:
         """Exact said the endpoint is blocked: spend the whole budget now, so nothing is sent for an hour."""
-        now = self.clock()
-        for _ in range(self.per_hour):
-            self.add(division, endpoint, now)
+        self.store.add(self._key(division, endpoint), [self.clock()] * self.per_hour, WINDOW_SECONDS)
 
-    def add(self, division: int, endpoint: str, moment: float) -> None:
-        try:
-            with self._locked():
-                errors = self._load()
-                oldest = moment - WINDOW_SECONDS
-                errors = {k: [t for t in v if t > oldest] for k, v in errors.items()}
-                errors.setdefault(self._key(division, endpoint), []).append(moment)
-                self._save({k: v for k, v in errors.items() if v})
-        except OSError as exc:
-            # The run goes on with the count in memory; only later runs lose it.
-            self._errors.setdefault(self._key(division, endpoint), []).append(moment)
-            LOG.warning("error budget %s could not be saved (%s); counted for this run only", self.path,
-                        exc.strerror or type(exc).__name__)
 
-    # -- the file ----------------------------------------------------------------------------------
+class FileErrors:
+    """The counts in a JSON file, rewritten atomically under an ``flock`` on a sibling ``.lock`` file."""
 
-    def _refresh(self) -> None:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self._seen: tuple[float, int] | None = None  # (mtime, size) of the file behind _errors
+        self._errors: dict[str, list[float]] = {}
+
+    def current(self) -> dict[str, list[float]]:
         try:
             stat = self.path.stat()
         except FileNotFoundError:
-            self._seen, self._errors = None, {}
-            return
+            return self._errors if self._seen is None else {}
         seen = (stat.st_mtime, stat.st_size)
         if seen != self._seen:
             self._errors = self._load()
             self._seen = seen
+        return self._errors
+
+    def add(self, key: str, moments: list[float], window: float) -> None:
+        try:
+            with self._locked():
+                oldest = max(moments) - window
+                errors = {k: [t for t in v if t > oldest] for k, v in self._load().items()}
+                errors.setdefault(key, []).extend(moments)
+                self._save({k: v for k, v in errors.items() if v})
+        except OSError as exc:
+            # The run goes on with the count in memory; only later runs lose it.
+            self._errors.setdefault(key, []).extend(moments)
+            LOG.warning("error budget %s could not be saved (%s); counted for this run only", self.path,
+                        exc.strerror or type(exc).__name__)
 
     def _load(self) -> dict[str, list[float]]:
         try:
@@ -190,3 +202,66 @@ class ErrorBudget:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+class PostgresErrors:
+    """The counts in table ``exactonline_error_budget`` of the token store's PostgreSQL database.
+
+    Several machines that share one token chain (shards) thus share one budget. Reads are cached
+    for a few seconds: a call per API call would double the round trips, and errors are rare.
+    """
+
+    TABLE = "exactonline_error_budget"
+    CACHE_SECONDS = 5.0
+
+    def __init__(self, url: str, client_id: str) -> None:
+        self.url = url
+        self.client_id = client_id
+        self._conn = None
+        self._read_at = -1e9
+        self._errors: dict[str, list[float]] = {}
+
+    def _connection(self):  # noqa: ANN202
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            with self._conn.transaction():
+                self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.TABLE,))
+                self._conn.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (client_id text NOT NULL, "
+                                   "budget_key text NOT NULL, at double precision NOT NULL)")
+        return self._conn
+
+    def current(self) -> dict[str, list[float]]:
+        if time.monotonic() - self._read_at < self.CACHE_SECONDS:
+            return self._errors
+        try:
+            rows = self._connection().execute(f"SELECT budget_key, at FROM {self.TABLE} WHERE client_id = %s",
+                                              (self.client_id,)).fetchall()
+        except Exception as exc:  # noqa: BLE001  psycopg's errors; the count in memory still holds
+            LOG.warning("error budget in PostgreSQL not readable (%s); using this run's count",
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            return self._errors
+        errors: dict[str, list[float]] = {}
+        for key, at in rows:
+            errors.setdefault(key, []).append(float(at))
+        self._errors, self._read_at = errors, time.monotonic()
+        return errors
+
+    def add(self, key: str, moments: list[float], window: float) -> None:
+        self._errors.setdefault(key, []).extend(moments)
+        try:
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute(f"DELETE FROM {self.TABLE} WHERE client_id = %s AND at <= %s",
+                             (self.client_id, max(moments) - window))
+                with conn.cursor() as cursor:
+                    cursor.executemany(f"INSERT INTO {self.TABLE} (client_id, budget_key, at) VALUES (%s, %s, %s)",
+                                       [(self.client_id, key, at) for at in moments])
+        except Exception as exc:  # noqa: BLE001
+            LOG.warning("error budget in PostgreSQL not saved (%s); counted for this run only",
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        self._read_at = -1e9  # read the others' errors too before the next call
+
+
+ErrorStore = FileErrors | PostgresErrors

@@ -14,6 +14,7 @@ from requests.adapters import BaseAdapter
 from exactonline_api.budget import ErrorBudget, hourly_errors_setting
 from exactonline_api.errors import ConfigError, ErrorBudgetSpent, ExactAPIError
 from exactonline_api.http import ExactSession, WriteOutcomeUnknown
+from tests.tokens_support import pg_url  # noqa: F401  (fixture)
 
 BASE = "https://start.exactonline.nl/api/v1"
 HTML = "<html><body><h1>Service Unavailable</h1></body></html>"
@@ -156,3 +157,20 @@ def test_the_budget_setting_leaves_exact_a_margin(value):
     with pytest.raises(ConfigError, match="hourly_error_budget"):
         hourly_errors_setting({"hourly_error_budget": value})
     assert hourly_errors_setting({}) == 5
+
+
+def test_with_a_postgresql_token_store_the_budget_is_a_table_machines_share(pg_url, monkeypatch):  # noqa: F811
+    from exactonline_api.budget import PostgresErrors
+
+    monkeypatch.setattr(PostgresErrors, "CACHE_SECONDS", 0.0)  # as if seconds passed between the calls
+    clock = Clock()
+    config = {"token_store": pg_url, "client_id": "budget-test-client", "hourly_error_budget": 2}
+    here, there = ErrorBudget.from_config(config, clock=clock), ErrorBudget.from_config(config, clock=clock)
+    assert here.path is None
+    here.note(101, "crm/Accounts", 400)
+    there.note(101, "crm/Accounts", 404)
+    for budget in (here, there):
+        with pytest.raises(ErrorBudgetSpent):
+            budget.check(101, "crm/Accounts")
+    clock.now += 3600
+    here.check(101, "crm/Accounts")
