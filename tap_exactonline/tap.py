@@ -14,7 +14,7 @@ from singer_sdk import typing as th
 
 from exactonline_api import odata
 from exactonline_api.access import EmptyReadCheck, missing_rights, read_grants
-from exactonline_api.budget import ErrorBudget
+from exactonline_api.budget import ErrorBudget, hourly_errors_setting
 from exactonline_api.cli import run_plugin
 from exactonline_api.settings import connection_properties
 from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
@@ -109,6 +109,7 @@ class TapExactOnline(Tap):
         for stream, api in (cfg.get("api_overrides") or {}).items():
             if api not in (SYNC, BULK, STANDARD):
                 raise ConfigError(f"api_overrides.{stream}: {api!r} is not one of sync, bulk, standard")
+        hourly_errors_setting(cfg)
         if cfg.get("daily_call_reserve", 0) < 0:
             raise ConfigError("daily_call_reserve must be 0 or more")
 

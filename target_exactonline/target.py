@@ -270,12 +270,12 @@ class TargetExactOnline(Target):
         done = {name: sum(c.get(name, 0) for c in summary.values()) for name in ("created", "updated", "unchanged")}
         verb = "checked (dry run, nothing written)" if dry else "written"
         line = (f"{total} record{'s' if total != 1 else ''} rejected ({per_stream}); the reasons are in "
-                f"{self.rejects.path}. {verb.capitalize()}: {done['created']} created, {done['updated']} updated, "
-                f"{done['unchanged']} unchanged")
+                f"{self.rejects.path}. {verb[0].upper() + verb[1:]}: {done['created']} created, {done['updated']} "
+                f"updated, {done['unchanged']} unchanged")
         not_sent = sum(sink.upserter.tally.not_sent for sink in self._exact_sinks)
         if not_sent:
-            line += (f". {not_sent} of the rejected were not sent to Exact (see their reasons); fix the others "
-                     "and run the same input again")
+            line += (f". {not_sent} of them {'was' if not_sent == 1 else 'were'} not sent to Exact (see their "
+                     "reasons)")
         return line
 
 
