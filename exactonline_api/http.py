@@ -220,17 +220,19 @@ class ExactSession(requests.Session):
     def _client_error(self, response: requests.Response, division: int | None, endpoint: str,
                       method: str) -> ExactError:
         status = response.status_code
-        text = exact_message(response.content) or response.reason or "no message"
+        message = exact_message(response.content) or response.reason or "no message"
         reason = response.headers.get("Reason", "")
-        if status == 401:
-            text = f"Exact refused the access token even after a refresh ({text})"
-        if status in (401, 403) and (reason or "scope violated" in text.lower()):
-            text = reason_advice(reason, text, division=division, endpoint=endpoint, method=method)
-        if any(hint in text.lower() for hint in _BLOCKED_HINTS):
+        # Exact's block message; a Reason header (BlockedUser, DivisionBlocked) is about something else.
+        if not reason and any(hint in message.lower() for hint in _BLOCKED_HINTS):
             if division is not None and self.error_budget is not None:
                 self.error_budget.spend_all(division, endpoint)
             return EndpointBlocked(
-                f"{endpoint}: Exact blocked this endpoint after too many errors this hour ({text}); "
+                f"{endpoint}: Exact blocked this endpoint after too many errors this hour ({message}); "
                 "it unblocks after an hour without errors"
             )
+        text = message
+        if status == 401:
+            text = f"Exact refused the access token even after a refresh ({message})"
+        if status in (401, 403) and (reason or "scope violated" in message.lower()):
+            text = reason_advice(reason, message, division=division, endpoint=endpoint, method=method)
         return ExactAPIError(status, text, endpoint, refusal=True, reason=reason)

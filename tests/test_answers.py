@@ -104,6 +104,7 @@ def test_a_5xx_without_exacts_message_is_an_unknown_outcome():
     ("", "Forbidden - Application Scope Violated. Cannot read crm/Accounts",
      "the app's scopes do not cover crm/Accounts (read): enable that scope for the app in Exact's App Center"),
     ("LicenseExpired", "Forbidden", "the Exact licence has expired: renew it in Exact Online"),
+    ("BlockedUser", "Forbidden", "the Exact user of this connection is blocked: ask your Exact administrator"),
     ("SomethingNew", "Forbidden", "Exact refused it with Reason 'SomethingNew': Forbidden"),
 ])
 def test_a_403_names_its_reason_and_what_to_do(reason, message, advice):
@@ -174,3 +175,16 @@ def test_with_a_postgresql_token_store_the_budget_is_a_table_machines_share(pg_u
             budget.check(101, "crm/Accounts")
     clock.now += 3600
     here.check(101, "crm/Accounts")
+
+
+def test_exacts_block_spends_the_whole_budget_so_nothing_more_is_sent_for_an_hour(tmp_path):
+    from exactonline_api.errors import EndpointBlocked
+
+    budget = ErrorBudget(tmp_path / "budget.json", per_hour=5, clock=Clock())
+    exact, transport = session((403, exact_error("The endpoint crm/Accounts is blocked for one hour because it "
+                                                 "received more than 10 errors within one hour.")), budget=budget)
+    with pytest.raises(EndpointBlocked):
+        exact.get(f"{BASE}/101/crm/Accounts?$select=ID")
+    with pytest.raises(ErrorBudgetSpent):
+        exact.get(f"{BASE}/101/crm/Accounts?$select=ID")
+    assert len(transport.sent) == 1
