@@ -197,12 +197,15 @@ class TapExactOnline(Tap):
             self._move_dates = move_dates(grants.rows)
             configured = [int(d) for d in self.config.get("divisions") or []]
             self._refused_divisions = grants.refused(configured)
-            if self._refused_divisions:
-                LOG.error("not reading division(s) %s: not granted to this app; run `tap-exactonline auth` "
-                          "again and tick them on Exact's consent screen",
-                          ", ".join(map(str, self._refused_divisions)))
             self._division_list = [d for d in configured if d not in self._refused_divisions] or \
                 ([] if configured else grants.codes)
+            if self._refused_divisions:
+                listed = ", ".join(map(str, self._refused_divisions))
+                if not self._division_list:
+                    raise ConfigError(f"none of the configured divisions ({listed}) is granted to this app: run "
+                                      "`tap-exactonline auth` again and tick them on Exact's consent screen")
+                LOG.error("not reading division(s) %s: not granted to this app; run `tap-exactonline auth` "
+                          "again and tick them on Exact's consent screen", listed)
         return self._division_list
 
     def division_move_dates(self) -> dict[int, str | None]:
@@ -256,12 +259,13 @@ class TapExactOnline(Tap):
         super().sync_all()
         self.resyncs.finish()
         self._log_summary()
-        if self._refused_divisions:
-            self._failed.append(f"division(s) {', '.join(map(str, self._refused_divisions))} not read: not "
-                                "granted to this app (run `tap-exactonline auth` again and tick them)")
+        refused = (f"division(s) {', '.join(map(str, self._refused_divisions))} not read: not granted to this app "
+                   "(run `tap-exactonline auth` again and tick them); " if self._refused_divisions else "")
         if self._failed:
-            raise ExactError(f"{len(self._failed)} stream(s) failed (state kept for the others): "
+            raise ExactError(f"{refused}{len(self._failed)} stream(s) failed (state kept for the others): "
                              + " | ".join(self._failed))
+        if refused:
+            raise ExactError(f"{refused}the other divisions were read and their state saved")
         if self._stopped:
             raise DailyBudgetExhausted(
                 "stopped before the end to keep the daily call reserve; unfinished: "

@@ -21,7 +21,16 @@ def test_a_configured_division_that_was_not_granted_costs_no_call_and_is_named(s
     named = [r.getMessage() for r in caplog.records if "not granted" in r.getMessage()]
     assert named == [f"not reading division(s) {other}: not granted to this app; run `tap-exactonline auth` "
                      "again and tick them on Exact's consent screen"]
-    assert out.error is not None and f"division(s) {other} not read: not granted to this app" in str(out.error)
+    assert str(out.error) == (f"division(s) {other} not read: not granted to this app (run `tap-exactonline auth` "
+                              "again and tick them); the other divisions were read and their state saved")
+    assert out.state and out.state["bookmarks"]["gl_accounts"]["partitions"][0]["context"] == {"Division": granted}
+
+    alone = tap_config(sandbox, tmp_path, divisions=[other], refresh_token=sandbox.mint_refresh_token([granted]))
+    sandbox.reset_log()
+    nothing = run_tap(alone, streams={"gl_accounts"}, allow_error=True)
+    assert str(nothing.error) == (f"none of the configured divisions ({other}) is granted to this app: run "
+                                  "`tap-exactonline auth` again and tick them on Exact's consent screen")
+    assert not [c for c in sandbox.requests() if c["division"] == other]
 
 
 def test_a_forbidden_stream_is_reported_not_silently_loaded_as_empty(sandbox_factory, tmp_path, caplog):
