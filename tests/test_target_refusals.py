@@ -165,3 +165,22 @@ def test_a_division_not_granted_answers_403_with_its_reason_turned_into_advice(s
         f"Exact API crm/Accounts answered HTTP 403: division {sandbox.divisions[1]} is not granted to this app: "
         "run `tap-exactonline auth --config <your config.json>` again and tick it on Exact's consent screen")
     assert len([c for c in api_calls(sandbox) if c["division"] == sandbox.divisions[1]]) == 1  # never retried
+
+
+def test_the_budget_the_target_spent_holds_the_tap_back_too(sandbox_factory, tmp_path):
+    from tests.taprun import run_tap, tap_config
+
+    sandbox = sandbox_factory(business_refusal_status=400)
+    division = sandbox.divisions[0]
+    for i in range(5):
+        sandbox.insert(division, "crm/Accounts", {"Code": f"TB{i}", "Name": f"Owner {i}"})
+    copies = [{"Code": f"TB{i}", "Name": f"Copy {i}"} for i in range(5)]
+    target = run_target(target_config(sandbox, tmp_path, natural_keys={"accounts": ["Name"]}),
+                        _records("accounts", copies))
+    assert target.summary["accounts"]["rejected"] == 5
+    sandbox.reset_log()
+    # Same token store, so the same budget: the tap does not read crm/Accounts this hour.
+    config = tap_config(sandbox, tmp_path, divisions=[division], api_overrides={"accounts": "standard"})
+    out = run_tap(config, streams={"accounts"}, allow_error=True)
+    assert "not sent: Exact would block crm/Accounts for an hour; retry after " in str(out.error)
+    assert not [c for c in api_calls(sandbox) if c["path"] == "crm/Accounts"]
