@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from exactonline_api import odata
-from exactonline_api.errors import AUTH_COMMAND, ExactAPIError, ExactError
+from exactonline_api.errors import AUTH_COMMAND, EndpointBlocked, ExactAPIError, ExactError
 
 LOG = logging.getLogger("exactonline_api.access")
 
@@ -85,7 +85,7 @@ def has_rights(session: Any, base_url: str, division: int, path: str, action: st
            f"{quote(odata.string_literal(path), safe='')}&action={quote(odata.string_literal(action), safe='')}")
     try:
         payload = session.get_json(url)
-    except ExactAPIError as exc:
+    except (ExactAPIError, EndpointBlocked) as exc:  # advisory: never worth failing a stream over
         LOG.debug("rights for %s not known: %s", path, exc)
         return None
     body = payload.get("d") if isinstance(payload, dict) else None
