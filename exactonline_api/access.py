@@ -16,7 +16,12 @@ from typing import Any
 from urllib.parse import quote
 
 from exactonline_api import odata
-from exactonline_api.errors import AUTH_COMMAND, EndpointBlocked, ExactAPIError, ExactError
+from exactonline_api.errors import (
+    AUTH_COMMAND,
+    EndpointBlocked,
+    ExactAPIError,
+    ExactError,
+)
 
 LOG = logging.getLogger("exactonline_api.access")
 

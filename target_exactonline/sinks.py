@@ -14,9 +14,9 @@ from singer_sdk.sinks import BatchSink
 from exactonline_api.errors import ConfigError
 from exactonline_api.registry import Endpoint, Entity, entities
 from target_exactonline.attachments import attachment_limit
+from target_exactonline.documents import AttachmentsUpserter, DocumentsUpserter
 from target_exactonline.fields import squash
 from target_exactonline.shape import ATTACHMENTS, DOCUMENTS, ENTITY, RecordShaper
-from target_exactonline.documents import AttachmentsUpserter, DocumentsUpserter
 from target_exactonline.upsert import BaseUpserter, EntityUpserter
 
 if t.TYPE_CHECKING:

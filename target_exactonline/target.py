@@ -32,16 +32,16 @@ from typing_extensions import override
 
 from exactonline_api.budget import ErrorBudget, hourly_errors_setting
 from exactonline_api.cli import run_plugin
-from exactonline_api.settings import connection_properties
 from exactonline_api.errors import ConfigError, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import raw_metadata
-from target_exactonline.ledger import Ledger, ledger_path
-from target_exactonline.rejects import DEFAULT_REJECT_FILE, RejectFile
+from exactonline_api.settings import connection_properties
 from target_exactonline.accounts import AccountCodes
 from target_exactonline.connector import ExactWriter
+from target_exactonline.ledger import Ledger, ledger_path
 from target_exactonline.refusals import Refusals
+from target_exactonline.rejects import DEFAULT_REJECT_FILE, RejectFile
 from target_exactonline.singer_input import BadSingerInput, LineCountingReader
 from target_exactonline.sinks import DEFAULT_BATCH_SIZE, ExactSink
 

@@ -23,9 +23,10 @@ Documents and attachments add their files after their records (documents.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from datetime import datetime, timezone
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from exactonline_api import odata
@@ -33,7 +34,16 @@ from exactonline_api.errors import EndpointBlocked, ExactAPIError
 from exactonline_api.registry import Endpoint, Field
 from target_exactonline.accounts import ACCOUNTS_PATH, AccountCodes
 from target_exactonline.connector import ExactWriter
-from target_exactonline.fields import INTEGER, NUMBER, BadValue, comparable, is_empty, key_part, same, squash
+from target_exactonline.fields import (
+    INTEGER,
+    NUMBER,
+    BadValue,
+    comparable,
+    is_empty,
+    key_part,
+    same,
+    squash,
+)
 from target_exactonline.ledger import Entry, Ledger, fingerprint, record_key
 from target_exactonline.records import Item, RecordRejected, Tally
 from target_exactonline.refusals import Refusals
@@ -130,7 +140,7 @@ class BaseUpserter:
                 live = [i for i in group if not i.rejected]
                 if not live:
                     continue
-                if not self.guarded(live, lambda: self.accounts.resolve(division, live, self.reject),
+                if not self.guarded(live, functools.partial(self.accounts.resolve, division, live, self.reject),
                                     "its AccountCode lookup", ACCOUNTS_PATH):
                     continue
                 self.process_division(division, [i for i in live if not i.rejected])

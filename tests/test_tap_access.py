@@ -19,8 +19,8 @@ def test_a_configured_division_that_was_not_granted_costs_no_call_and_is_named(s
     assert not [c for c in sandbox.requests() if c["division"] == other]
     assert {r["Division"] for r in out.records["gl_accounts"]} == {granted}
     named = [r.getMessage() for r in caplog.records if "not granted" in r.getMessage()]
-    assert named == [f"not reading division(s) {other}: not granted to this app; run `tap-exactonline auth` "
-                     "again and tick them on Exact's consent screen"]
+    assert named == [(f"not reading division(s) {other}: not granted to this app; run `tap-exactonline auth` "
+                      "again and tick them on Exact's consent screen")]
     assert str(out.error) == (f"division(s) {other} not read: not granted to this app (run `tap-exactonline auth` "
                               "again and tick them); the other divisions were read and their state saved")
     assert out.state and out.state["bookmarks"]["gl_accounts"]["partitions"][0]["context"] == {"Division": granted}

@@ -107,7 +107,7 @@ def test_refused_accounts_never_get_the_endpoint_blocked_and_the_valid_ones_land
         return result, {r["key"]["Name"]: r["reason"] for r in result.rejects}
 
     # Four runs within the hour: 5 refusals (the default budget of Exact's 10), then nothing is sent.
-    first, reasons = run()
+    _first, reasons = run()
     assert sum(r.startswith("Exact refused it: Gegeven bestaat reeds. (HTTP 400)") for r in reasons.values()) == 5
     held = [r for r in reasons.values() if r.startswith("not sent: Exact would block crm/Accounts for an hour; "
                                                         "retry after ")]
