@@ -140,7 +140,9 @@ def test_keys_too_long_for_a_url_are_rejected_and_the_batch_lands(sandbox, tmp_p
     division = sandbox.divisions[0]
     rows = [{"Code": "LONG-OK1", "Name": "Fine BV"}, {"Code": "X" * 7000, "Name": "Too long BV"},
             {"Code": "漢" * 650, "Name": "CJK BV"}, {"Code": "LONG-OK2", "Name": "Also fine BV"}]
-    result = run_target(config, _records("accounts", rows))
+    result = run_target(config, _records("accounts", rows, {"bookmarks": {"accounts": 4}}))
+    assert isinstance(result.error, RecordsRejected)  # exit 1, one line (test_target_cli)
+    assert result.states == [{"bookmarks": {"accounts": 4}}]  # rejected, so accounted for: nothing is lost
     assert result.summary["accounts"] == {"created": 2, "updated": 0, "unchanged": 0, "rejected": 2}
     reasons = {r["record"]["Name"]: r["reason"] for r in result.rejects}
     assert reasons["Too long BV"].startswith("natural key Code is too long to look up in Exact (7")
