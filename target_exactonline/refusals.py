@@ -51,8 +51,8 @@ class Refusals:
         """The reject reason for a record whose call failed; re-raises what is no refusal."""
         if isinstance(exc, ErrorBudgetSpent):
             return Verdict(exc.reason, not_sent=True)
-        if isinstance(exc, EndpointBlocked):
-            return Verdict(f"not sent: {exc}", not_sent=True)
+        if isinstance(exc, EndpointBlocked):  # sent, and Exact answered that it blocks the endpoint
+            return Verdict(f"not written: {exc}")
         if not exc.refusal:
             raise exc
         reason = f"Exact refused {what}: {exc.message_text} (HTTP {exc.status})"
