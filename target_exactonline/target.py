@@ -268,13 +268,13 @@ class TargetExactOnline(Target):
         total = sum(rejected.values())
         per_stream = ", ".join(f"{s}: {n}" for s, n in rejected.items())
         done = {name: sum(c.get(name, 0) for c in summary.values()) for name in ("created", "updated", "unchanged")}
-        verb = "checked (dry run, nothing written)" if dry else "written"
+        others = "Of the others (dry run, nothing written)" if dry else "Of the others"
         line = (f"{total} record{'s' if total != 1 else ''} rejected ({per_stream}); the reasons are in "
-                f"{self.rejects.path}. {verb[0].upper() + verb[1:]}: {done['created']} created, {done['updated']} "
-                f"updated, {done['unchanged']} unchanged")
+                f"{self.rejects.path}. {others}: {done['created']} created, {done['updated']} updated, "
+                f"{done['unchanged']} unchanged")
         not_sent = sum(sink.upserter.tally.not_sent for sink in self._exact_sinks)
         if not_sent:
-            line += (f". {not_sent} of them {'was' if not_sent == 1 else 'were'} not sent to Exact (see their "
+            line += (f". {not_sent} of the rejected {'was' if not_sent == 1 else 'were'} not sent to Exact (see their "
                      "reasons)")
         return line
 

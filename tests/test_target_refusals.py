@@ -48,7 +48,7 @@ def test_documents_refused_with_500_are_rejected_in_exacts_words_and_the_others_
 
     assert isinstance(result.error, RecordsRejected)
     assert str(result.error).startswith("2 records rejected (documents: 2); the reasons are in ")
-    assert "Written: 6 created, 0 updated, 0 unchanged" in str(result.error)
+    assert "Of the others: 6 created, 0 updated, 0 unchanged" in str(result.error)
     assert [(r["key"], r["reason"]) for r in result.rejects] == [
         ({"Subject": "Refusal test 2"}, "Exact refused it: Verplicht: Serie (HTTP 500)"),
         ({"Subject": "Refusal test 3"}, "Exact refused it: Verplicht: Serie (HTTP 500)"),
@@ -79,7 +79,7 @@ def test_a_duplicate_code_is_posted_once_then_rejected_without_a_call_until_it_c
     assert api_calls(sandbox) == []  # the refused one from the ledger's memory, the other unchanged
     assert second.rejects[0]["reason"].startswith("not sent again: unchanged since Exact refused it on ")
     assert "(Exact refused it: Gegeven bestaat reeds. (HTTP 500))" in second.rejects[0]["reason"]
-    assert str(second.error).endswith("Written: 0 created, 0 updated, 1 unchanged. 1 of them was not sent to "
+    assert str(second.error).endswith("Of the others: 0 created, 0 updated, 1 unchanged. 1 of the rejected was not sent to "
                                       "Exact (see their reasons)")
 
     fixed = [{"Code": "TAKEN2", "Name": "Second owner BV"}, rows[1]]
