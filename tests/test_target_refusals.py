@@ -79,8 +79,8 @@ def test_a_duplicate_code_is_posted_once_then_rejected_without_a_call_until_it_c
     assert api_calls(sandbox) == []  # the refused one from the ledger's memory, the other unchanged
     assert second.rejects[0]["reason"].startswith("not sent again: unchanged since Exact refused it on ")
     assert "(Exact refused it: Gegeven bestaat reeds. (HTTP 500))" in second.rejects[0]["reason"]
-    assert str(second.error).endswith("Of the others: 0 created, 0 updated, 1 unchanged. 1 of the rejected was not sent to "
-                                      "Exact (see their reasons)")
+    assert str(second.error).endswith("Of the others: 0 created, 0 updated, 1 unchanged. 1 of the rejected was "
+                                      "not sent to Exact (see their reasons)")
 
     fixed = [{"Code": "TAKEN2", "Name": "Second owner BV"}, rows[1]]
     third = run_target(target_config(sandbox, tmp_path, natural_keys={"accounts": ["Name"]}),
