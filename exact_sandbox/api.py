@@ -395,7 +395,8 @@ class Api:
         path = str(values["endpoint"])
         endpoint = self.sb.registry.endpoint(path)
         group = endpoint.group.key if endpoint is not None else path
-        return Response(200, dumps({"d": {"UserHasRights": rules.has_rights(self.sb.knobs, path, group)}}), rows=1)
+        return Response(200, api_body({"d": {"UserHasRights": rules.has_rights(self.sb.knobs, path, group)}},
+                                      self.sb.knobs), rows=1)
 
     def _delete(self, target: Target) -> Response:
         key = self._key(target)
