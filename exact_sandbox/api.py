@@ -17,7 +17,7 @@ from .odata import ODataError, parse_key, parse_literal
 from .payload import STREAM_ERROR, PayloadError, convert_body, missing_mandatory, parse_object
 from .store import USER_ID, USER_NAME, StoreError, Table
 from .timeutil import ms_date, ms_of
-from .wire import ApiError, Response, dumps, exact_error, fail, object_moved
+from .wire import ApiError, Response, api_body, exact_error, fail, object_moved
 
 if TYPE_CHECKING:
     from .server import Request, Sandbox
@@ -88,8 +88,9 @@ class Api:
         limit_headers: list[tuple[str, str]] = []
         if division is not None:
             if division not in chain.divisions or division not in knobs.division_codes:
+                reason = [("Reason", knobs.division_forbidden_reason)] if knobs.division_forbidden_reason else []
                 response = exact_error(knobs.division_forbidden_status,
-                                       f"Forbidden: no access to division {division}.")
+                                       f"Forbidden: no access to division {division}.", reason)
                 sb.limits.record_error(client, division, target.path)
                 return response
             if sb.limits.blocked(client, division, target.path):
@@ -133,8 +134,12 @@ class Api:
         if not allowed:
             raise fail(knobs.method_not_allowed_status,
                        f"The method {method} is not allowed on {endpoint.path}.")
+        if endpoint.path == rules.RIGHTS_PATH and method == "GET":
+            return self._user_has_rights(request)
         if method == "GET":
             return self._get(request, target, chain)
+        if not rules.has_rights(knobs, endpoint.path, endpoint.group.key):
+            raise fail(403, f"Forbidden - you have no rights for {endpoint.path}.")
         with self.sb.store.lock:
             if method == "POST":
                 if target.key is not None:
@@ -159,6 +164,8 @@ class Api:
         store = self.sb.store
         with store.lock:
             table, row_filter = self._source(request, target, chain)
+            if not rules.has_rights(self.sb.knobs, endpoint.path, endpoint.group.key):
+                row_filter = lambda row: False  # noqa: E731  Exact: no rights, no error, an empty list
             division = self._division_code(target)
             child_table = lambda group: store.table(division, group.key)  # noqa: E731
             qreq = query.QueryRequest(endpoint, table, request.pairs, target.url_prefix, self.sb.knobs,
@@ -168,12 +175,16 @@ class Api:
             if target.key is not None:
                 return self._get_one(qreq, target)
             rows, next_link, total = query.run(qreq)
+        knobs = self.sb.knobs
+        if knobs.bare_array_functions and endpoint.path.startswith("read/") and not next_link and total is None:
+            # Function-style read services answer a bare array (it cannot carry __next or __count).
+            return Response(200, api_body({"d": rows}, knobs), rows=len(rows))
         body: dict[str, Any] = {"results": rows}
         if total is not None:
             body["__count"] = str(total)
         if next_link:
             body["__next"] = next_link
-        return Response(200, dumps({"d": body}), rows=len(rows))
+        return Response(200, api_body({"d": body}, knobs), rows=len(rows))
 
     def _get_one(self, qreq: "query.QueryRequest", target: Target) -> Response:
         endpoint = qreq.endpoint
@@ -193,8 +204,8 @@ class Api:
             return self._navigation(qreq, row, target.tail)
         query.check_options(qreq)
         renderer = query.Renderer(endpoint, query.selection_for(qreq), qreq.uri_prefix,
-                                  self.sb.knobs.int64_as_string, qreq.child_table)
-        return Response(200, dumps({"d": renderer(row)}), rows=1)
+                                  self.sb.knobs, qreq.child_table)
+        return Response(200, api_body({"d": renderer(row)}, self.sb.knobs), rows=1)
 
     def _navigation(self, qreq: "query.QueryRequest", row: list, nav: str) -> Response:
         group = qreq.endpoint.group
@@ -206,8 +217,9 @@ class Api:
         rows = qreq.child_table(child_group).children_by(fk).get(row[group.index[group.identity[0]]], [])
         prefix = qreq.uri_prefix.rsplit("/", len(qreq.endpoint.path.split("/")))[0] + "/" + child_endpoint.path
         selection = query.Selection([f.name for f in child_endpoint.fields], {})
-        renderer = query.Renderer(child_endpoint, selection, prefix, self.sb.knobs.int64_as_string, None)
-        return Response(200, dumps({"d": {"results": [renderer(r) for r in rows]}}), rows=len(rows))
+        renderer = query.Renderer(child_endpoint, selection, prefix, self.sb.knobs, None)
+        return Response(200, api_body({"d": {"results": [renderer(r) for r in rows]}}, self.sb.knobs),
+                        rows=len(rows))
 
     def _source(self, request: "Request", target: Target, chain) -> tuple[Table, Any]:
         """The table behind an endpoint, computed for the few endpoints that are not stored."""
@@ -310,8 +322,8 @@ class Api:
         division = sb.store.division(self._division_code(target))
         values, navs = convert_body(endpoint, parse_object(request.body), method="POST", knobs=sb.knobs)
         missing = missing_mandatory(endpoint, values)
-        if missing:
-            raise PayloadError("Mandatory: " + ", ".join(missing))
+        if missing:  # Exact: "Verplicht: Serie", HTTP 500
+            raise PayloadError("Verplicht: " + ", ".join(missing), sb.knobs.business_refusal_status)
         if len(group.identity) == 1 and group.types[group.identity[0]] == "Edm.Guid" \
                 and not values.get(group.identity[0]):
             values[group.identity[0]] = str(uuid.uuid4())
@@ -327,12 +339,13 @@ class Api:
             sb.store.insert(division.code, child_group, child_values)
         full = "return=representation" in request.headers.get("prefer", "").replace(" ", "")
         selection = query.Selection([f.name for f in endpoint.fields], {})
-        renderer = query.Renderer(endpoint, selection, target.url_prefix, sb.knobs.int64_as_string, None)
+        renderer = query.Renderer(endpoint, selection, target.url_prefix, sb.knobs, None)
         body = renderer(row)
         if not full:  # Exact: every property null except the key
             keep = {"__metadata", *group.identity}
             body = {k: (v if k in keep else None) for k, v in body.items()}
-        return Response(201, dumps({"d": body}), headers=[("Location", body["__metadata"]["uri"])], rows=1)
+        return Response(201, api_body({"d": body}, sb.knobs), headers=[("Location", body["__metadata"]["uri"])],
+                        rows=1)
 
     def _deep_insert_values(self, group: EntityGroup, navs: dict[str, Any]) -> list:
         children = []
@@ -371,8 +384,24 @@ class Api:
         sb.store.update(division.code, group, key, values)
         return Response(204, b"", None)
 
+    def _user_has_rights(self, request: "Request") -> Response:
+        """``users/UserHasRights?endpoint='crm/Accounts'&action='GET'`` -> ``{"d": {"UserHasRights": bool}}``."""
+        values = {}
+        for name in ("endpoint", "action"):
+            raw = request.param(name)
+            if raw is None:
+                raise fail(400, "The parameters 'endpoint' ('crm/Accounts') and 'action' ('GET') are mandatory.")
+            values[name] = parse_literal(raw)[1]
+        path = str(values["endpoint"])
+        endpoint = self.sb.registry.endpoint(path)
+        group = endpoint.group.key if endpoint is not None else path
+        return Response(200, api_body({"d": {"UserHasRights": rules.has_rights(self.sb.knobs, path, group)}},
+                                      self.sb.knobs), rows=1)
+
     def _delete(self, target: Target) -> Response:
         key = self._key(target)
+        rules.before_delete(self.sb.store.division(self._division_code(target)), target.endpoint.group.key, key,
+                            self.sb.knobs)
         self.sb.store.delete(self._division_code(target), target.endpoint.group, key)
         return Response(204, b"", None)
 

@@ -34,6 +34,14 @@ SPECS: dict[str, KnobSpec] = {
     "base_url": KnobSpec("", "URL written into __next and __metadata (default: the listening address)"),
     "deleted_retention_days": KnobSpec(61, "sync/Deleted keeps rows this long (Exact: 2 months)"),
     "pad_account_codes": KnobSpec(True, "store crm/Accounts.Code left-padded to 18 characters, as Exact"),
+    # value shapes of real answers (REFERENCE.md 14.4), applied at the wire (wire.py)
+    "whole_doubles_as_integers": KnobSpec(True, "write whole Edm.Double/Decimal values as JSON integers (9075)"),
+    "pad_fixed_width": KnobSpec(True, "blank-pad fixed-width text: Country/State 3, Language 10, SearchCode 9, "
+                                      "*VATCode 3 ('NL ')"),
+    "escape_slashes": KnobSpec(True, "write '/' escaped in JSON answers, as WCF does"),
+    "bare_array_functions": KnobSpec(True, "read/... function endpoints answer a bare array in d (one page only)"),
+    "calendar_date_time": KnobSpec("", "local time of day (HH:MM) given to calendar dates, which Exact sends at "
+                                       "local midnight; empty: midnight, as Exact"),
     # oauth
     "client_id": KnobSpec("sandbox-client-id", "the registered app's client id"),
     "client_secret": KnobSpec("sandbox-secret", "the registered app's client secret"),
@@ -47,6 +55,7 @@ SPECS: dict[str, KnobSpec] = {
     "revoke_old_access_on_refresh": KnobSpec(False, "a refresh also invalidates the previous access token"),
     "allow_basic_client_auth": KnobSpec(False, "accept client credentials in an HTTP Basic header"),
     "division_forbidden_status": KnobSpec(403, "status for a division the token was not granted"),
+    "division_forbidden_reason": KnobSpec("NoDivisionAccess", "Reason header on that answer (empty: none)"),
     # rate limits
     "minutely_limit": KnobSpec(60, "calls per (client, division) per minutely window"),
     "minutely_window_seconds": KnobSpec(60, "length of the minutely window (aligned to the epoch)"),
@@ -76,6 +85,13 @@ SPECS: dict[str, KnobSpec] = {
     "accept_msdate_input": KnobSpec(False, "accept /Date(ms)/ in request bodies (UNSURE; ISO always works)"),
     "reject_readonly_fields": KnobSpec(False, "400 for read-only properties in a body instead of ignoring them"),
     "cascade_deletes": KnobSpec(True, "deleting a parent deletes its lines/attachments (and logs them)"),
+    "business_refusal_status": KnobSpec(500, "status of a write refused on a business rule (duplicate code, "
+                                             "missing mandatory field, deleting a record in use); Exact: 500 "
+                                             "with its JSON error message"),
+    "unique_codes": KnobSpec("crm/Accounts,logistics/Items", "entities whose Code must be unique per division"),
+    # rights
+    "no_rights": KnobSpec("", "endpoints (or entities, e.g. crm/Accounts) the user has no rights for: GET "
+                              "answers an empty list, writes 403, users/UserHasRights false"),
     # faults
     "latency_ms": KnobSpec(0, "added to every API and OAuth request"),
     "faults": KnobSpec([], "fault rules (JSON list); see faults.py"),
