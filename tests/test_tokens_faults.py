@@ -24,6 +24,8 @@ from exactonline_api.tokens import FileTokenStore
 from tests.targetrun import DATA, target_config, token_strings
 from tests.tokens_support import AuthProcess, write_auth_config
 
+pytestmark = pytest.mark.slow  # every test starts the programs a few times
+
 BIN = Path(sys.executable).parent
 TRACEBACK = "Traceback (most recent call last)"
 
