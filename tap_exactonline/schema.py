@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from exactonline_api.odata import INTEGER_EDM, NUMBER_EDM
 from exactonline_api.registry import Entity
 from exactonline_api.timeutil import date_literal_to_iso, parse_exact_datetime
 
-INTEGER_EDM = {"Edm.Int16", "Edm.Int32", "Edm.Int64", "Edm.Byte", "Edm.SByte"}
-NUMBER_EDM = {"Edm.Double", "Edm.Decimal", "Edm.Single"}
+__all__ = ["INTEGER_EDM", "NUMBER_EDM", "build_schema", "json_type", "record_converter"]
 
 
 def json_type(edm: str) -> dict:

@@ -31,7 +31,7 @@ from exactonline_api.settings import connection_properties
 from exactonline_api.errors import ConfigError, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
-from exactonline_api.registry import raw_metadata
+from exactonline_api.connect import base_url_of
 from target_exactonline.ledger import Ledger, ledger_path
 from target_exactonline.rejects import DEFAULT_REJECT_FILE, RejectFile
 from target_exactonline.sinks import DEFAULT_BATCH_SIZE, ExactSink
@@ -99,9 +99,7 @@ class TargetExactOnline(Target):
 
     def _check_config(self) -> None:
         cfg = self.config
-        base = cfg.get("base_url")
-        if base and not base.startswith(("https://", "http://127.", "http://localhost")):
-            raise ConfigError(f"base_url {base!r} must be https:// (plain http only on this machine)")
+        base_url_of(cfg)  # raises the one-line ConfigError for a bad base_url or country
         if int(cfg.get("batch_size") or DEFAULT_BATCH_SIZE) < 1:
             raise ConfigError("batch_size must be 1 or more")
         if cfg.get("attachments_dir") and not Path(cfg["attachments_dir"]).is_dir():
@@ -125,7 +123,7 @@ class TargetExactOnline(Target):
 
     @property
     def base_url(self) -> str:
-        return (self.config.get("base_url") or raw_metadata()["base_urls"][self.config.get("country", "nl")]).rstrip("/")
+        return base_url_of(self.config)
 
     @cached_property
     def session(self) -> ExactSession:

@@ -62,7 +62,7 @@ LOG = logging.getLogger("target_exactonline.writer")
 WRITE_HEADERS = {"Prefer": "return=representation", "Content-Type": "application/json"}
 # Room left in the URL for the $skiptoken Exact appends to __next links.
 URL_MARGIN = 100
-_QUOTE_SAFE = "$'(),/:=*"
+_QUOTE_SAFE = odata.QUERY_SAFE
 # Fields Exact stores padded: looked up through trim(), see the module docstring.
 PADDED_FIELDS = frozenset({("crm/Accounts", "Code")})
 # Client errors that concern one record: it goes to the reject file and the run goes on.
@@ -136,18 +136,13 @@ class ExactWriter:
     # reads
 
     def get_rows(self, url: str) -> list[dict]:
-        """Every row behind a URL, following ``__next`` (only to our own host: it carries the token)."""
+        """Every row behind a URL (the session's one pagination loop: our own host only)."""
         rows: list[dict] = []
-        next_url: str | None = url
-        while next_url:
-            payload = self.session.get_json(next_url)
+        for payload in self.session.paginate(url):
             try:
                 rows.extend(odata.results(payload))
             except ValueError as exc:
                 raise ExactError(f"unexpected answer from Exact ({exc})") from None
-            next_url = odata.next_link(payload)
-            if next_url and not next_url.startswith(self.base_url + "/"):
-                raise ExactError(f"Exact returned a next-page link to another host ({next_url.split('?')[0]})")
         return rows
 
     @staticmethod
