@@ -1,0 +1,83 @@
+"""Benchmark: N divisions x R transaction lines with a given sandbox latency, read in parallel.
+
+    .venv/bin/python bench/bench_divisions.py --divisions 12 --rows 4000 --latency 0.25
+    .venv/bin/python bench/bench_divisions.py --divisions 12 --rows 4000 --latency 0.25 --parallel 1
+
+Runs the tap at its default settings (plus any ``--parallel``) against a sandbox
+that answers every request after ``--latency`` seconds, and prints the tap's wall
+time, the sum of the request times the sandbox logged (what the same requests
+cost one after another) and their ratio. Not a test: figures go in notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from exact_sandbox.process import SandboxProcess
+
+STREAM = "transaction_lines"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--divisions", type=int, default=12)
+    parser.add_argument("--rows", type=int, default=4000, help="transaction lines per division")
+    parser.add_argument("--latency", type=float, default=0.25, help="seconds the sandbox waits per request")
+    parser.add_argument("--parallel", type=int, help="parallel_divisions (default: the tap's default)")
+    args = parser.parse_args()
+
+    divisions = list(range(101, 101 + args.divisions))
+    sandbox_args = ["--divisions", ",".join(map(str, divisions)), "--volume", f"{STREAM}={args.rows}", "--eager",
+                    "--knob", "minutely_limit=1000000000", "--knob", "daily_limit=1000000000"]
+    with SandboxProcess(sys.executable, sandbox_args) as sandbox, tempfile.TemporaryDirectory() as tmp:
+        config: dict = {
+            "client_id": sandbox.client_id, "client_secret": sandbox.client_secret,
+            "refresh_token": sandbox.mint_refresh_token(), "token_store": f"{tmp}/tokens.json",
+            "base_url": sandbox.url, "divisions": divisions,
+        }
+        if args.parallel is not None:
+            config["parallel_divisions"] = args.parallel
+        Path(tmp, "config.json").write_text(json.dumps(config))
+        catalog = json.loads(subprocess.run(
+            [sys.executable, "-m", "tap_exactonline", "--config", f"{tmp}/config.json", "--discover"],
+            capture_output=True, text=True, check=True, cwd=tmp).stdout)
+        for entry in catalog["streams"]:
+            for md in entry["metadata"]:
+                if not md["breadcrumb"]:
+                    md["metadata"]["selected"] = entry["tap_stream_id"] == STREAM
+        Path(tmp, "catalog.json").write_text(json.dumps(catalog))
+        sandbox.admin("POST", "knobs", {"latency_ms": int(args.latency * 1000)})
+        sandbox.reset_log()
+
+        started = time.perf_counter()
+        with open(f"{tmp}/out.singer", "wb") as out:
+            proc = subprocess.run(
+                [sys.executable, "-m", "tap_exactonline", "--config", f"{tmp}/config.json",
+                 "--catalog", f"{tmp}/catalog.json"],
+                stdout=out, stderr=subprocess.PIPE, cwd=tmp, env={**os.environ, "LOGLEVEL": "WARNING"})
+        wall = time.perf_counter() - started
+        if proc.returncode:
+            sys.exit(f"tap failed: {proc.stderr.decode()[-2000:]}")
+        with open(f"{tmp}/out.singer", "rb") as out:
+            records = sum(1 for line in out if b'"RECORD"' in line[:30])
+        log = sandbox.log()
+
+    serial = sum(entry["ms"] for entry in log) / 1000
+    print(f"divisions x rows:           {args.divisions} x {args.rows:,} (latency {args.latency:.2f} s a request)")
+    print(f"parallel_divisions:         {args.parallel if args.parallel is not None else 'default'}")
+    print(f"records emitted:            {records:,}")
+    print(f"requests (API and OAuth):   {len(log)}")
+    print(f"tap wall time:              {wall:.2f} s (process start to exit)")
+    print(f"sum of request times:       {serial:.2f} s (the same requests one after another)")
+    print(f"ratio wall / serial:        {wall / serial:.2f}")
+
+
+if __name__ == "__main__":
+    main()
