@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,7 @@ def main() -> None:
         sandbox.admin("POST", "knobs", {"latency_ms": int(args.latency * 1000)})
         sandbox.reset_log()
 
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         with open(f"{tmp}/out.singer", "wb") as out:
             proc = subprocess.run(
@@ -63,6 +65,8 @@ def main() -> None:
                  "--catalog", f"{tmp}/catalog.json"],
                 stdout=out, stderr=subprocess.PIPE, cwd=tmp, env={**os.environ, "LOGLEVEL": "WARNING"})
         wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if proc.returncode:
             sys.exit(f"tap failed: {proc.stderr.decode()[-2000:]}")
         with open(f"{tmp}/out.singer", "rb") as out:
@@ -75,6 +79,8 @@ def main() -> None:
     print(f"records emitted:            {records:,}")
     print(f"requests (API and OAuth):   {len(log)}")
     print(f"tap wall time:              {wall:.2f} s (process start to exit)")
+    print(f"tap CPU time:               {cpu:.2f} s (user + system; wall minus this is mostly waiting)")
+    print(f"load average (1 min):       {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"sum of request times:       {serial:.2f} s (the same requests one after another)")
     print(f"ratio wall / serial:        {wall / serial:.2f}")
 
