@@ -58,7 +58,7 @@ class RunReport:
 
     def summaries(self, budgets: Iterable[DivisionBudget]) -> list[dict]:
         out = []
-        for budget in budgets:
+        for budget in sorted(budgets, key=lambda b: b.division):
             line = budget.summary()
             line["records"] = {s: n for (d, s), n in sorted(self.records.items()) if d == budget.division}
             if budget.division in self.stopped:

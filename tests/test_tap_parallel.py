@@ -111,3 +111,27 @@ def test_kill_9_during_a_parallel_read_then_rerun_gives_every_row_exactly_once(s
              if "replication_key_value" in p}
     # The rerun reads each division from its own bookmark on: no row a STATE committed is read again.
     assert all(sources[r["Division"]][r["ID"]] > marks.get(r["Division"], 0) for r in second)
+
+
+def test_divisions_stream_is_read_once_and_the_run_ends_with_json_summaries(sandbox, tmp_path, caplog):
+    config = tap_config(sandbox, tmp_path)
+    sandbox.reset_log()
+    with caplog.at_level("INFO", logger="tap_exactonline"):
+        out = run_tap(config, streams={"divisions", "journals"})
+
+    codes = sorted(int(r["Code"]) for r in out.records["divisions"])
+    assert codes == sorted(sandbox.divisions)  # each division once, not once per division read
+    reads = [r for r in sandbox.requests() if r["path"] == "system/Divisions"]
+    # one read for the stream, plus the tap's one check of DivisionMoveDate (tap_exactonline.resync)
+    assert "Code,DivisionMoveDate" in [r["query"].get("$select") for r in reads]
+    assert len(reads) == 2
+    summaries = [json.loads(r.getMessage().split("run summary: ", 1)[1]) for r in caplog.records
+                 if r.getMessage().startswith("run summary: ")]
+    api = [r for r in sandbox.requests() if not r["path"].startswith("oauth2")]
+    assert {s["division"]: s["calls"] for s in summaries} == {
+        d: sum(1 for r in api if r["division"] == d) for d in sandbox.divisions}
+    journals = {d: sum(1 for r in out.records["journals"] if r["Division"] == d) for d in sandbox.divisions}
+    assert {s["division"]: s["records"].get("journals", 0) for s in summaries} == journals
+    assert any(r.getMessage().startswith("run summary table:") for r in caplog.records)
+    ends = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress: journals division")]
+    assert len(ends) == len(sandbox.divisions) and all("(done)" in line for line in ends)
