@@ -12,15 +12,11 @@ cost one after another) and their ratio. Not a test: figures go in notes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
+from bench.taprun import run_tap_on
 from exact_sandbox.process import SandboxProcess
 
 STREAM = "transaction_lines"
@@ -45,32 +41,12 @@ def main() -> None:
         }
         if args.parallel is not None:
             config["parallel_divisions"] = args.parallel
-        Path(tmp, "config.json").write_text(json.dumps(config))
-        catalog = json.loads(subprocess.run(
-            [sys.executable, "-m", "tap_exactonline", "--config", f"{tmp}/config.json", "--discover"],
-            capture_output=True, text=True, check=True, cwd=tmp).stdout)
-        for entry in catalog["streams"]:
-            for md in entry["metadata"]:
-                if not md["breadcrumb"]:
-                    md["metadata"]["selected"] = entry["tap_stream_id"] == STREAM
-        Path(tmp, "catalog.json").write_text(json.dumps(catalog))
-        sandbox.admin("POST", "knobs", {"latency_ms": int(args.latency * 1000)})
-        sandbox.reset_log()
+        def slow_and_clean() -> None:
+            sandbox.admin("POST", "knobs", {"latency_ms": int(args.latency * 1000)})
+            sandbox.reset_log()
 
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        with open(f"{tmp}/out.singer", "wb") as out:
-            proc = subprocess.run(
-                [sys.executable, "-m", "tap_exactonline", "--config", f"{tmp}/config.json",
-                 "--catalog", f"{tmp}/catalog.json"],
-                stdout=out, stderr=subprocess.PIPE, cwd=tmp, env={**os.environ, "LOGLEVEL": "WARNING"})
-        wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        if proc.returncode:
-            sys.exit(f"tap failed: {proc.stderr.decode()[-2000:]}")
-        with open(f"{tmp}/out.singer", "rb") as out:
-            records = sum(1 for line in out if b'"RECORD"' in line[:30])
+        run = run_tap_on(tmp, config, STREAM, before_run=slow_and_clean)
+        records, wall, cpu = run.records, run.wall, run.cpu
         log = sandbox.log()
 
     serial = sum(entry["ms"] for entry in log) / 1000
