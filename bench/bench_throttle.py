@@ -21,7 +21,6 @@ from exact_sandbox.process import SandboxProcess
 from tests.taprun import catalog_selecting
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=200, help="60-row pages to read")
