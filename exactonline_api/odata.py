@@ -113,7 +113,7 @@ def next_link(payload: Any) -> str | None:
 
     ``payload`` is a decoded envelope, or a typed one (a msgspec Struct with ``d.next``)."""
     if isinstance(payload, msgspec.Struct):
-        return getattr(payload.d, "next", None) or None
+        return getattr(getattr(payload, "d", None), "next", None) or None
     if isinstance(payload, dict):
         body = payload.get("d")
         if isinstance(body, dict):

@@ -16,6 +16,7 @@ from datetime import datetime
 from functools import cached_property
 
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.helpers.types import Context
 
 from exactonline_api.errors import DailyBudgetExhausted, EndpointBlocked, ExactAPIError, ExactError
 from exactonline_api.registry import Endpoint, Entity
@@ -188,13 +189,13 @@ class ExactStream(StreamHooks):
         self.reading.report.count(context["Division"], self.name, records)
         self.progress.add(context["Division"], records)
 
-    def post_process(self, row: t.Any, context: dict | None = None) -> t.Any:
+    def post_process(self, row: t.Any, context: Context | None = None) -> t.Any:
         division = t.cast(dict, context)["Division"]
         if row.__class__ is not dict:
             return t.cast(TypedRows, self._typed).convert(row, division)
         return self._convert(row, division)
 
-    def get_records(self, context: dict | None) -> t.Iterable[dict]:
+    def get_records(self, context: Context | None) -> t.Iterable[dict]:
         """One division, start to end, on this thread (the SDK's contract; syncs use sdk_hooks)."""
         context = t.cast(dict, context)
         job = self.division_job(context)

@@ -13,6 +13,7 @@ import typing as t
 from datetime import datetime, timezone
 from functools import cached_property
 
+from singer_sdk.helpers.types import Context
 from singer_sdk.streams import Stream
 from typing_extensions import override
 
@@ -63,7 +64,7 @@ class StreamHooks(Stream):
     # -- the partition loop ------------------------------------------------------------------
 
     @override
-    def _sync_records(self, context: dict | None = None, *,
+    def _sync_records(self, context: Context | None = None, *,
                       write_messages: bool = True) -> t.Generator[dict, t.Any, t.Any]:
         """Why: the SDK reads partitions one after another (meltano/sdk#2121), and Exact's
         limits and latency are per division, so a serial tap mostly waits.
@@ -76,7 +77,7 @@ class StreamHooks(Stream):
         own records and bookmark stay in its order, and every STATE is written after the
         records it covers (ExactMessageWriter writes pending records first).
         """
-        contexts = [context] if context is not None else list(self.partitions or [])
+        contexts = [t.cast(dict, context)] if context is not None else list(self.partitions or [])
         record_counter = self.get_record_counter()
         timer = self.get_sync_timer()
         selected = self.selected
@@ -149,7 +150,7 @@ class StreamHooks(Stream):
         self.state_manager.is_flushed = False
 
     @override
-    def _increment_stream_state(self, latest_record: t.Any, *, context: dict | None = None) -> None:
+    def _increment_stream_state(self, latest_record: t.Any, *, context: Context | None = None) -> None:
         """Why: typed rows are no dicts, a tombstone must not move the bookmark, and the
         sorted increment need not look the partition up per record."""
         key = self.replication_key

@@ -9,6 +9,8 @@ from __future__ import annotations
 import typing as t
 from datetime import datetime
 
+from singer_sdk.helpers.types import Context
+
 from exactonline_api.registry import BULK, PARENT, STANDARD, SYNC, Endpoint, Entity
 from exactonline_api.timeutil import exact_ms, filter_datetime, local_ms_to_utc, parse_iso_utc
 from tap_exactonline.client import ExactStream, Prepared, Reading
@@ -65,7 +67,7 @@ class DeletedStream(SyncStream):
         since = t.cast(int, prepared.since)
         yield [dict(row) for row in self.reading.deletions.rows(context["Division"], since)]
 
-    def post_process(self, row: dict, context: dict | None = None) -> dict | None:
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         row = super().post_process(row, context)
         if row is not None:
             row.update(self.reading.deletions.describe(row.get("EntityType")))
