@@ -206,6 +206,8 @@ class TapExactOnline(Tap):
         self.resyncs.plan()
         super().sync_all()
         self.resyncs.finish()
+        if self.resyncs.full_resyncs:
+            LOG.info("read in full this run (stream/division): %s", ", ".join(self.resyncs.full_resyncs))
         if "api" in self.__dict__:  # no call was made (nothing selected, or discovery): no summary
             self.report.log_summary(list(self.api.session.limiter.budgets.values()))
         self.report.raise_for_outcome()
