@@ -135,3 +135,13 @@ def test_divisions_stream_is_read_once_and_the_run_ends_with_json_summaries(sand
     assert any(r.getMessage().startswith("run summary table:") for r in caplog.records)
     ends = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress: journals division")]
     assert len(ends) == len(sandbox.divisions) and all("(done)" in line for line in ends)
+
+
+def test_parallel_divisions_out_of_range_is_one_clear_line():
+    import pytest
+
+    from exactonline_api.errors import ConfigError
+    from tap_exactonline.tap import TapExactOnline
+
+    with pytest.raises(ConfigError, match=r"^parallel_divisions 17 is out of range: use 1 to 16$"):
+        TapExactOnline(config={"client_id": "x", "client_secret": "y", "parallel_divisions": 17})
