@@ -7,6 +7,10 @@ import os
 import signal
 import time
 
+import pytest
+
+from exactonline_api.errors import ConfigError
+from tap_exactonline.tap import TapExactOnline
 from tests.taprun import catalog_selecting, run_tap, tap_config, upsert
 from tests.test_tap_resume import read_messages, start_tap
 
@@ -138,10 +142,5 @@ def test_divisions_stream_is_read_once_and_the_run_ends_with_json_summaries(sand
 
 
 def test_parallel_divisions_out_of_range_is_one_clear_line():
-    import pytest
-
-    from exactonline_api.errors import ConfigError
-    from tap_exactonline.tap import TapExactOnline
-
     with pytest.raises(ConfigError, match=r"^parallel_divisions 17 is out of range: use 1 to 16$"):
         TapExactOnline(config={"client_id": "x", "client_secret": "y", "parallel_divisions": 17})
