@@ -21,6 +21,7 @@ from singer_sdk import typing as th
 from exactonline_api.api import ExactAPI
 from exactonline_api.cli import run_plugin
 from exactonline_api.connect import base_url_of, token_manager_from_config
+from exactonline_api.datekinds import calendar_fields, check_overrides, datetime_fields
 from exactonline_api.errors import ConfigError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
@@ -73,6 +74,15 @@ class TapExactOnline(Tap):
                                 "ACTIVATE_VERSION applies to the whole table and would remove the other jobs' rows"),
         th.Property("api_overrides", th.ObjectType(additional_properties=th.StringType),
                     description="Per stream, force 'sync', 'bulk' or 'standard' instead of the cheapest API"),
+        th.Property("date_fields", th.ObjectType(additional_properties=th.ObjectType(
+                        additional_properties=th.StringType)),
+                    description="Per stream and Edm.DateTime property, override its class: 'date' (a calendar "
+                                "date, emitted as YYYY-MM-DD) or 'moment' (UTC date-time), e.g. "
+                                '{"sales_invoices": {"DueDate": "moment"}}; the default classes are in '
+                                "exactonline_api/data/datetime_kinds.tsv"),
+        th.Property("trim_text", th.BooleanType, default=True,
+                    description="Remove the blanks Exact pads fixed-width text with (codes, countries, VAT "
+                                "codes), as Exact's screens show it; false keeps the raw values"),
         th.Property("max_rate_limit_wait", th.IntegerType, default=90,
                     description="Longest single wait (seconds) for a minutely window after a 429 or when "
                                 "the minutely budget is nearly spent"),
@@ -111,6 +121,7 @@ class TapExactOnline(Tap):
         parallel = cfg.get("parallel_divisions", DEFAULT_PARALLEL_DIVISIONS)
         if not 1 <= int(parallel) <= MAX_PARALLEL_DIVISIONS:
             raise ConfigError(f"parallel_divisions {parallel} is out of range: use 1 to {MAX_PARALLEL_DIVISIONS}")
+        check_overrides(cfg.get("date_fields"), datetime_fields())
 
     @property
     def base_url(self) -> str:
@@ -122,6 +133,15 @@ class TapExactOnline(Tap):
         if self.config.get("start_year"):
             return datetime(int(self.config["start_year"]), 1, 1, tzinfo=EXACT_TZ).astimezone(timezone.utc)
         return None
+
+    def apply_date_fields(self, entity: Entity) -> Entity:
+        """The user's ``date_fields`` overrides applied to one stream's calendar dates."""
+        # Read from the config, not from _check_config: the SDK may build streams before it ran.
+        overrides = self.config.get("date_fields")
+        if not overrides or not isinstance(overrides, dict):
+            return entity
+        fields = ((f.name, f.edm) for f in entity.fields)
+        return dataclasses.replace(entity, calendar_dates=calendar_fields(entity.stream_name, fields, overrides))
 
     def apply_api_override(self, entity: Entity) -> Entity:
         wanted = (self.config.get("api_overrides") or {}).get(entity.stream_name)
@@ -181,7 +201,7 @@ class TapExactOnline(Tap):
             deletions=Deletions(lambda: self.api, self._routed_streams),
             progress=Progress(self._budget), start_moment=self.start_moment,
             routes_deletes=bool(self.config.get("route_deletes", True)),
-            parallel_divisions=self.parallel_divisions)
+            parallel_divisions=self.parallel_divisions, trims_text=bool(self.config.get("trim_text", True)))
 
     def exact_streams(self) -> list[ExactStream]:
         return t.cast(list[ExactStream], list(self.streams.values()))
@@ -190,8 +210,8 @@ class TapExactOnline(Tap):
         return [s for s in self.exact_streams() if s.routes_deletes and s.selected]
 
     def discover_streams(self) -> list[ExactStream]:
-        return [stream_class(entity)(self, entity, self.reading)
-                for entity in map(self.apply_api_override, entities().values())]
+        chosen = (self.apply_date_fields(self.apply_api_override(e)) for e in entities().values())
+        return [stream_class(entity)(self, entity, self.reading) for entity in chosen]
 
     @cached_property
     def resyncs(self) -> Resyncs:
