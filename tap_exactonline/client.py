@@ -180,10 +180,11 @@ class ExactStream(StreamHooks):
     def division_failed(self, context: dict, exc: BaseException) -> None:
         division = context["Division"]
         self._prepared.pop(division, None)
-        self.progress.end(division)
         if isinstance(exc, DailyBudgetExhausted):
+            self.progress.end(division, "stopped: daily reserve reached")
             self.reading.report.stop_division(division, self.name, exc)
         elif isinstance(exc, (EndpointBlocked, ExactAPIError)):
+            self.progress.end(division, "failed")
             self.reading.report.fail_stream(division, self.name, exc)
         else:
             raise exc

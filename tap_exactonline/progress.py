@@ -52,11 +52,11 @@ class Progress:
         if active is not None:
             active.records += records
 
-    def end(self, division: int) -> None:
-        """A division finished its stream: its final line, at once."""
+    def end(self, division: int, outcome: str = "done") -> None:
+        """A division finished its stream (``done``, ``stopped``, ``failed``): its final line, at once."""
         active = self.active.pop(division, None)
         if active is not None:
-            self.emit(self.line(division, active, done=True))
+            self.emit(self.line(division, active, outcome=outcome))
 
     def tick(self) -> None:
         """Lines for every active division when ~15 s passed since the last ones."""
@@ -67,10 +67,10 @@ class Progress:
         for division, active in sorted(self.active.items()):
             self.emit(self.line(division, active))
 
-    def line(self, division: int, active: _Active, *, done: bool = False) -> str:
+    def line(self, division: int, active: _Active, *, outcome: str | None = None) -> str:
         elapsed = max(self.clock() - active.started, 1e-9)
         parts = [f"{active.stream} division {division}: {active.records:,} records"
-                 + (" (done)" if done else ""), f"{active.records / elapsed:,.0f} rows/s"]
+                 + (f" ({outcome})" if outcome else ""), f"{active.records / elapsed:,.0f} rows/s"]
         budget = self.budget(division)
         if budget is not None:
             parts.append(f"{budget.calls} calls")
