@@ -10,6 +10,7 @@ a private SDK member.
 from __future__ import annotations
 
 import typing as t
+from contextlib import closing
 from datetime import datetime, timezone
 from functools import cached_property
 
@@ -86,8 +87,11 @@ class StreamHooks(Stream):
         for ctx in contexts:
             self._write_starting_replication_value(ctx)
         jobs = [job for ctx in contexts if (job := self.division_job(ctx)) is not None]
-        with record_counter, timer:
-            for kind, ctx, value in read_divisions(jobs, self.parallel_divisions, idle=self.progress.tick):
+        # closing(): an error here must stop the readers now, not when the traceback is freed
+        # (their threads would otherwise keep the process from exiting).
+        events = closing(read_divisions(jobs, self.parallel_divisions, idle=self.progress.tick))
+        with record_counter, timer, events as pages:
+            for kind, ctx, value in pages:
                 if kind == START:
                     self.division_started(ctx, value)
                     continue

@@ -210,6 +210,20 @@ def test_closing_early_stops_the_readers():
     events.close()  # returns once the reader thread ended (it would block on the full queue otherwise)
 
 
+def test_an_error_of_the_consumer_stops_every_reader_at_once():
+    from contextlib import closing
+
+    def endless(_prepared):
+        while True:
+            yield ["row"]
+    jobs = [DivisionJob({"Division": d}, lambda: None, endless) for d in (1, 2, 3)]
+    with pytest.raises(RuntimeError), closing(read_divisions(jobs, 3)) as events:
+        for kind, _, _ in events:
+            if kind == PAGE:
+                raise RuntimeError("the main thread failed")
+    assert not [t for t in threading.enumerate() if t.name.startswith("exact-division")]
+
+
 # -- progress lines -------------------------------------------------------------------------------
 
 def test_progress_lines_come_every_15_seconds_of_the_injected_clock_and_name_a_wait():
