@@ -9,6 +9,7 @@ a private SDK member.
 
 from __future__ import annotations
 
+import sys
 import typing as t
 from contextlib import closing
 from datetime import datetime, timezone
@@ -16,7 +17,11 @@ from functools import cached_property
 
 from singer_sdk.helpers.types import Context
 from singer_sdk.streams import Stream
-from typing_extensions import override
+
+if sys.version_info >= (3, 12):
+    from typing import override
+else:  # singer-sdk installs typing-extensions on these versions
+    from typing_extensions import override
 
 from tap_exactonline.output import ExactMessageWriter, RecordWriter, is_plain
 from tap_exactonline.parallel import END, ERROR, PAGE, START, DivisionJob, read_divisions
