@@ -7,18 +7,15 @@ deletions reader and resync planner call it, never the other way round.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
 from exactonline_api import odata
-from exactonline_api.errors import DailyBudgetExhausted, EndpointBlocked, ExactAPIError
+from exactonline_api.access import Grants, read_grants
 from exactonline_api.http import Decode, ExactSession
 from exactonline_api.registry import endpoints
 from exactonline_api.timeutil import filter_datetime, parse_exact_datetime
-
-LOG = logging.getLogger("exactonline_api.api")
 
 
 def move_dates(rows: Iterable[dict]) -> dict[int, str | None]:
@@ -32,8 +29,7 @@ class ExactAPI:
     def __init__(self, session: ExactSession, base_url: str) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
-        self._current: int | None = None
-        self._granted: list[dict] | None = None
+        self._grants: Grants | None = None
 
     def url(self, division: int | None, path: str, params: dict[str, str] | None = None) -> str:
         """``{base}/api/v1/{division}/{path}?{options}``; beta endpoints carry the division inside."""
@@ -53,29 +49,16 @@ class ExactAPI:
 
     # -- Exact's functions -------------------------------------------------------------------
 
-    def current_division(self) -> int:
-        if self._current is None:
-            me = odata.results(self.session.get_page(self.url(None, "current/Me", {"$select": "CurrentDivision"})))
-            self._current = int(me[0]["CurrentDivision"])
-        return self._current
+    def grants(self) -> Grants:
+        """The user's current division and the granted divisions (``system/Divisions``, with their
+        DivisionMoveDate): read once per run, up front (exactonline_api.access)."""
+        if self._grants is None:
+            self._grants = read_grants(self.session, self.base_url, "Code,Description,DivisionMoveDate")
+        return self._grants
 
-    def granted_divisions(self) -> list[dict]:
-        """``system/Divisions`` rows (Code, Description, DivisionMoveDate) the user may read; read once."""
-        if self._granted is None:
-            self._granted = list(self.rows(self.current_division(), "system/Divisions",
-                                           {"$select": "Code,Description,DivisionMoveDate"}))
-        return self._granted
-
-    def move_dates(self, division: int) -> dict[int, str | None] | None:
-        """``DivisionMoveDate`` of every division the user may read, in one call (None when it fails)."""
-        if self._granted is not None:
-            return move_dates(self._granted)
-        try:
-            return move_dates(self.rows(division, "system/Divisions", {"$select": "Code,DivisionMoveDate"}))
-        except (DailyBudgetExhausted, EndpointBlocked, ExactAPIError) as exc:
-            LOG.warning("could not read system/Divisions to check for division moves, not checked this run: %s",
-                        exc)
-            return None
+    def move_dates(self) -> dict[int, str | None]:
+        """``DivisionMoveDate`` of every granted division (ISO UTC, or None if never moved)."""
+        return move_dates(self.grants().rows)
 
     def sync_timestamp_at(self, division: int, path: str, moment: datetime) -> int:
         """Translate a moment to a sync Timestamp (``read/sync/Sync/SyncTimestamp``)."""

@@ -29,6 +29,7 @@ from tap_exactonline.sdk_hooks import StreamHooks
 if t.TYPE_CHECKING:
     from singer_sdk import Tap
 
+    from exactonline_api.access import EmptyReadCheck
     from exactonline_api.api import ExactAPI
     from tap_exactonline.deletes import Deletions
     from tap_exactonline.progress import Progress
@@ -48,6 +49,7 @@ class Reading:
     deletions: Deletions
     progress: Progress
     start_moment: Callable[[], datetime | None] = lambda: None
+    empty_reads: Callable[[], EmptyReadCheck | None] = lambda: None  # is an empty first read forbidden?
     routes_deletes: bool = True
     parallel_divisions: int = 1
     trims_text: bool = True
@@ -61,6 +63,7 @@ class Prepared:
     head: int | None = None  # the deletion log's head, for Deletions.begin
     since: int | None = None  # DeletedStream: the Timestamp the log is read after
     latest: int | None = None  # ParentStream: newest parent Modified seen (Exact local ms)
+    first_read: bool = False  # no bookmark before this run: 0 rows may mean "no rights"
 
 
 class ExactStream(StreamHooks):
@@ -165,6 +168,8 @@ class ExactStream(StreamHooks):
     # -- the main thread: records, state, the run report ---------------------------------------
 
     def division_started(self, context: dict, prepared: Prepared) -> None:
+        # Read before this run writes any bookmark (readers never write state).
+        prepared.first_read = self.get_context_state(context).get("replication_key_value") is None
         self._prepared[context["Division"]] = prepared
         self.progress.start(context["Division"], self.name)
         if self.routes_deletes:
@@ -172,7 +177,12 @@ class ExactStream(StreamHooks):
 
     def division_finished(self, context: dict) -> t.Iterable[dict]:
         """Records after the last page (tombstones); the division's bookmarks move here."""
-        self._prepared.pop(context["Division"], None)
+        division = context["Division"]
+        prepared = self._prepared.pop(division, None)
+        empty_reads = self.reading.empty_reads()
+        if (prepared is not None and prepared.first_read and empty_reads is not None
+                and not self.reading.report.records.get((division, self.name))):
+            empty_reads.check(division, self.endpoint.path, self.name)  # forbidden, or empty?
         if self.routes_deletes:
             yield from self.reading.deletions.tombstones(self, context["Division"])
         self.progress.end(context["Division"])

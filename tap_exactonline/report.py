@@ -24,6 +24,7 @@ class RunReport:
         self.unfinished: dict[int, list[str]] = {}
         self.failed_streams: set[tuple[int, str]] = set()
         self.records: dict[tuple[int, str], int] = {}
+        self.refused_divisions: dict[int, str] = {}  # configured but not granted: never read
 
     # -- during the run ----------------------------------------------------------------------
 
@@ -75,9 +76,13 @@ class RunReport:
             LOG.info("run summary table:\n%s", summary_table(summaries))
 
     def raise_for_outcome(self) -> None:
+        refused = (f"division(s) {', '.join(map(str, self.refused_divisions))} not read: not granted to this app "
+                   "(run `tap-exactonline auth` again and tick them); " if self.refused_divisions else "")
         if self.failed:
-            raise ExactError(f"{len(self.failed)} stream(s) failed (state kept for the others): "
+            raise ExactError(f"{refused}{len(self.failed)} stream(s) failed (state kept for the others): "
                              + " | ".join(self.failed))
+        if refused:
+            raise ExactError(f"{refused}the other divisions were read and their state saved")
         if self.stopped:
             raise DailyBudgetExhausted(
                 "stopped before the end to keep the daily call reserve; unfinished: "

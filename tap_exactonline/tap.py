@@ -18,7 +18,9 @@ from functools import cached_property
 from singer_sdk import Tap
 from singer_sdk import typing as th
 
+from exactonline_api.access import EmptyReadCheck, missing_rights
 from exactonline_api.api import ExactAPI
+from exactonline_api.budget import ErrorBudget, hourly_errors_setting
 from exactonline_api.cli import run_plugin
 from exactonline_api.connect import base_url_of, token_manager_from_config
 from exactonline_api.datekinds import calendar_fields, check_overrides, datetime_fields
@@ -38,6 +40,8 @@ from tap_exactonline.resync import Resyncs
 from tap_exactonline.streams import stream_class
 
 LOG = logging.getLogger("tap_exactonline")
+# --test asks users/UserHasRights once per selected stream: at most a minute's worth of calls.
+MAX_RIGHTS_CHECKS = 50
 
 
 class TapExactOnline(Tap):
@@ -116,6 +120,7 @@ class TapExactOnline(Tap):
         for stream, api in (cfg.get("api_overrides") or {}).items():
             if api not in (SYNC, BULK, STANDARD):
                 raise ConfigError(f"api_overrides.{stream}: {api!r} is not one of sync, bulk, standard")
+        hourly_errors_setting(cfg)
         if cfg.get("daily_call_reserve", 0) < 0:
             raise ConfigError("daily_call_reserve must be 0 or more")
         parallel = cfg.get("parallel_divisions", DEFAULT_PARALLEL_DIVISIONS)
@@ -165,7 +170,7 @@ class TapExactOnline(Tap):
                               max_wait_seconds=float(cfg.get("max_rate_limit_wait", 90)))
         session = ExactSession(token_manager_from_config(cfg, self.base_url), limiter=limiter,
                                timeout=(10.0, float(cfg.get("request_timeout", 120))),
-                               pool_size=self.parallel_divisions + 2)
+                               error_budget=ErrorBudget.from_config(cfg), pool_size=self.parallel_divisions + 2)
         return ExactAPI(session, self.base_url)
 
     @property
@@ -173,20 +178,26 @@ class TapExactOnline(Tap):
         return int(self.config.get("parallel_divisions", DEFAULT_PARALLEL_DIVISIONS))
 
     def divisions(self) -> list[int]:
-        """The run's divisions: configured, else every granted one (read once per run)."""
+        """The divisions of this run, read once: configured ones that were not granted are left out."""
         if self._division_list is None:
-            configured = self.config.get("divisions")
-            if configured:
-                self._division_list = [int(d) for d in configured]
-            else:
-                self._division_list = sorted(int(r["Code"]) for r in self.api.granted_divisions())
-                LOG.info("divisions granted to this app: %s", self._division_list)
+            grants = self.api.grants()
+            configured = [int(d) for d in self.config.get("divisions") or []]
+            refused = self.report.refused_divisions = grants.refused(configured)
+            self._division_list = [d for d in configured if d not in refused] or \
+                ([] if configured else grants.codes)
+            if refused:
+                listed = ", ".join(map(str, refused))
+                if not self._division_list:
+                    raise ConfigError(f"none of the configured divisions ({listed}) is granted to this app: run "
+                                      "`tap-exactonline auth` again and tick them on Exact's consent screen")
+                LOG.error("not reading division(s) %s: not granted to this app; run `tap-exactonline auth` "
+                          "again and tick them on Exact's consent screen", listed)
         return self._division_list
 
     def division_move_dates(self) -> dict[int, str | None]:
-        """``DivisionMoveDate`` per division of this run: read with the division list, or one call."""
+        """``DivisionMoveDate`` per division of this run, from the rows the division list was read with."""
         divisions = self.divisions()
-        found = (self.api.move_dates(divisions[0]) if divisions else None) or {}
+        found = self.api.move_dates()
         return {d: found[d] for d in divisions if d in found}
 
     # -- the run's collaborators ------------------------------------------------
@@ -200,8 +211,13 @@ class TapExactOnline(Tap):
             api=lambda: self.api, divisions=self.divisions, report=self.report,
             deletions=Deletions(lambda: self.api, self._routed_streams),
             progress=Progress(self._budget), start_moment=self.start_moment,
+            empty_reads=lambda: self.empty_reads,
             routes_deletes=bool(self.config.get("route_deletes", True)),
             parallel_divisions=self.parallel_divisions, trims_text=bool(self.config.get("trim_text", True)))
+
+    @cached_property
+    def empty_reads(self) -> EmptyReadCheck:
+        return EmptyReadCheck(self.api.session, self.base_url)
 
     def exact_streams(self) -> list[ExactStream]:
         return t.cast(list[ExactStream], list(self.streams.values()))
@@ -236,6 +252,15 @@ class TapExactOnline(Tap):
         from tap_exactonline.auth import connection_report
 
         print(connection_report(self.api.session, self.base_url))
+        selected = {s.endpoint.path: s.name for s in self.exact_streams() if s.selected}
+        division = (self.divisions() or [None])[0]
+        if len(selected) > MAX_RIGHTS_CHECKS:
+            print(f"Rights not checked: {len(selected)} streams are selected (one call each); select at most "
+                  f"{MAX_RIGHTS_CHECKS} to check them.")
+        elif division is not None and selected:
+            missing = missing_rights(self.api.session, self.base_url, division, selected)
+            print(f"Selected streams without rights in division {division}: "
+                  + (", ".join(f"{selected[p]} ({p})" for p in missing) if missing else "none") + ".")
         return True
 
 

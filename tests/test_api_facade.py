@@ -58,25 +58,18 @@ def test_rows_url_layout_and_query_encoding():
     assert session.asked == [url, url + "&$skiptoken=x"]
 
 
-def test_granted_divisions_and_move_dates_cost_two_calls_per_run():
+def test_grants_and_move_dates_cost_two_calls_per_run():
     me = f"{BASE}/api/v1/current/Me?$select=CurrentDivision"
     divisions = f"{BASE}/api/v1/7/system/Divisions?$select=Code,Description,DivisionMoveDate"
     session = FakeSession({me: page([{"CurrentDivision": 7}]),
                            divisions: page([{"Code": 7, "DivisionMoveDate": None},
                                             {"Code": 8, "DivisionMoveDate": "/Date(1704067200000)/"}])})
+    session.get_json = session.get_page  # the access module reads through get_json
     api = ExactAPI(session, BASE)
-    assert sorted(int(r["Code"]) for r in api.granted_divisions()) == [7, 8]
-    assert api.move_dates(7) == {7: None, 8: "2023-12-31T23:00:00+00:00"}
-    api.granted_divisions()
+    assert api.grants().codes == [7, 8]
+    assert api.move_dates() == {7: None, 8: "2023-12-31T23:00:00+00:00"}
+    assert api.grants().refused([8, 9]) == {9: api.grants().refused([9])[9]}
     assert session.asked == [me, divisions]
-
-
-def test_move_dates_read_alone_and_a_refusal_means_not_checked():
-    url = f"{BASE}/api/v1/5/system/Divisions?$select=Code,DivisionMoveDate"
-    api = ExactAPI(FakeSession({url: page([{"Code": 5, "DivisionMoveDate": None}])}), BASE)
-    assert api.move_dates(5) == {5: None}
-    refused = ExactAPI(FakeSession({}, fail={"system/Divisions"}), BASE)
-    assert refused.move_dates(5) is None
 
 
 def test_sync_timestamp_at_asks_exact_with_the_endpoint_name_and_a_local_moment():

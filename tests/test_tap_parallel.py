@@ -126,8 +126,8 @@ def test_divisions_stream_is_read_once_and_the_run_ends_with_json_summaries(sand
     codes = sorted(int(r["Code"]) for r in out.records["divisions"])
     assert codes == sorted(sandbox.divisions)  # each division once, not once per division read
     reads = [r for r in sandbox.requests() if r["path"] == "system/Divisions"]
-    # one read for the stream, plus the tap's one check of DivisionMoveDate (tap_exactonline.resync)
-    assert "Code,DivisionMoveDate" in [r["query"].get("$select") for r in reads]
+    # one read for the stream, plus the tap's one read of the granted divisions (with their move dates)
+    assert "Code,Description,DivisionMoveDate" in [r["query"].get("$select") for r in reads]
     assert len(reads) == 2
     summaries = [json.loads(r.getMessage().split("run summary: ", 1)[1]) for r in caplog.records
                  if r.getMessage().startswith("run summary: ")]
