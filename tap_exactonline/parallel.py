@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +46,7 @@ class _Cancelled(Exception):
 
 def read_divisions(
     jobs: Sequence[DivisionJob], workers: int, *, idle: Callable[[], None] = lambda: None,
-) -> Iterator[tuple[str, dict, Any]]:
+) -> Generator[tuple[str, dict, Any], None, None]:
     """Events ``(kind, context, value)`` of all jobs as they come; see the module docstring.
 
     ``idle`` is called about every half second while no event arrives (progress lines).
