@@ -37,7 +37,7 @@ def string_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def literal(value: object, edm: str) -> str:
+def literal(value: Any, edm: str) -> str:
     """A Python value -> the OData literal Exact expects for that Edm type."""
     if value is None:
         return "null"

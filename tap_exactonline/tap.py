@@ -253,8 +253,7 @@ class TapExactOnline(Tap):
 
         print(connection_report(self.api.session, self.base_url))
         selected = {s.endpoint.path: s.name for s in self.exact_streams() if s.selected}
-        divisions = self.divisions()
-        division = divisions[0] if divisions else None
+        division = next(iter(self.divisions()), None)
         if len(selected) > MAX_RIGHTS_CHECKS:
             print(f"Rights not checked: {len(selected)} streams are selected (one call each); select at most "
                   f"{MAX_RIGHTS_CHECKS} to check them.")
