@@ -32,9 +32,9 @@ from typing_extensions import override
 
 from exactonline_api.budget import ErrorBudget, hourly_errors_setting
 from exactonline_api.cli import run_plugin
+from exactonline_api.connect import base_url_of
 from exactonline_api.errors import ConfigError, ExactError
 from exactonline_api.http import ExactSession
-from exactonline_api.connect import base_url_of
 from exactonline_api.limits import RateLimiter
 from exactonline_api.settings import connection_properties
 from target_exactonline.accounts import AccountCodes
