@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from exactonline_api.answers import COUNTED_STATUSES
 from exactonline_api.errors import ConfigError, ErrorBudgetSpent
@@ -217,7 +218,7 @@ class PostgresErrors:
     def __init__(self, url: str, client_id: str) -> None:
         self.url = url
         self.client_id = client_id
-        self._conn = None
+        self._conn: Any = None  # a psycopg connection, opened on first use
         self._read_at = -1e9
         self._errors: dict[str, list[float]] = {}
 

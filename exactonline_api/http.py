@@ -76,7 +76,7 @@ def _read_body(response: requests.Response) -> None:
     converting the records of a 2 MB page of 1,000 rows.
     """
     try:
-        response._content = response.raw.read(decode_content=True)  # type: ignore[attr-defined]
+        response._content = response.raw.read(decode_content=True)
     except urllib3.exceptions.HTTPError as exc:  # cut off, timed out or undecodable mid-body
         response.close()
         raise requests.exceptions.ConnectionError(f"body not fully read: {type(exc).__name__}") from None

@@ -16,12 +16,12 @@ from exactonline_api import odata
 from exactonline_api.access import EmptyReadCheck, missing_rights, read_grants
 from exactonline_api.budget import ErrorBudget, hourly_errors_setting
 from exactonline_api.cli import run_plugin
-from exactonline_api.settings import connection_properties
 from exactonline_api.datekinds import calendar_fields, check_overrides, datetime_fields
 from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import BULK, STANDARD, SYNC, Endpoint, Entity, endpoints, raw_metadata
+from exactonline_api.settings import connection_properties
 from exactonline_api.timeutil import EXACT_TZ, filter_datetime, parse_iso_utc
 from tap_exactonline.client import ExactStream, query_string
 from tap_exactonline.deletes import Deletions
@@ -313,7 +313,7 @@ class TapExactOnline(Tap):
 
         print(connection_report(self.session, self.base_url))
         selected = {s.endpoint.path: s.name for s in self.exact_streams() if s.selected}
-        division = (self.divisions() or [None])[0]
+        division = next(iter(self.divisions()), None)
         if len(selected) > MAX_RIGHTS_CHECKS:
             print(f"Rights not checked: {len(selected)} streams are selected (one call each); select at most "
                   f"{MAX_RIGHTS_CHECKS} to check them.")

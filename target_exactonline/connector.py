@@ -101,7 +101,7 @@ class ExactWriter:
         fields: Sequence[Field],
         keys: Iterable[Sequence[Any]],
         select: Iterable[str],
-        too_long: Callable[[Sequence[Any], int], None] | None = None,
+        too_long: Callable[[Sequence[Any], int], object] | None = None,
     ) -> list[dict]:
         """Rows whose ``fields`` equal one of ``keys``: one GET per URL-sized chunk (plus pages).
 

@@ -74,13 +74,15 @@ def natural_key_for(stream: str, entity: Entity, endpoint: Endpoint, config: t.M
 
 def build_upserter(target: TargetExactOnline, stream: str) -> BaseUpserter:
     entity, endpoint = entity_for_stream(stream)
-    common = {"writer": target.writer, "stream": stream, "endpoint": endpoint, "rejects": target.rejects,
-              "default_division": target.config.get("default_division"), "ledger": target.ledger,
-              "verify_unchanged": bool(target.config.get("verify_unchanged")),
-              "accounts": target.account_codes, "refusals": target.refusals,
-              "resend_refused": bool(target.config.get("resend_refused"))}
-    shaping = {"attachments_dir": target.attachments_dir, "read_only": [f.name for f in entity.fields],
-               "attachment_limit": attachment_limit(target.config.get("country"))}
+    common: dict[str, t.Any] = {
+        "writer": target.writer, "stream": stream, "endpoint": endpoint, "rejects": target.rejects,
+        "default_division": target.config.get("default_division"), "ledger": target.ledger,
+        "verify_unchanged": bool(target.config.get("verify_unchanged")),
+        "accounts": target.account_codes, "refusals": target.refusals,
+        "resend_refused": bool(target.config.get("resend_refused"))}
+    shaping: dict[str, t.Any] = {
+        "attachments_dir": target.attachments_dir, "read_only": [f.name for f in entity.fields],
+        "attachment_limit": attachment_limit(target.config.get("country"))}
     if entity.stream_name == "document_attachments":
         shaper = RecordShaper(stream, endpoint, kind=ATTACHMENTS, **shaping)
         return AttachmentsUpserter(shaper=shaper, **common)

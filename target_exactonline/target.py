@@ -141,7 +141,8 @@ class TargetExactOnline(Target):
 
     @property
     def base_url(self) -> str:
-        return (self.config.get("base_url") or raw_metadata()["base_urls"][self.config.get("country", "nl")]).rstrip("/")
+        base = self.config.get("base_url") or raw_metadata()["base_urls"][self.config.get("country", "nl")]
+        return base.rstrip("/")
 
     @cached_property
     def session(self) -> ExactSession:
