@@ -244,8 +244,6 @@ class TapExactOnline(Tap):
         # Full resyncs are planned on every partition's state before the first
         # stream reads (which also creates every partition's state here, on the
         # main thread, so reader threads only read it), and activated after the last.
-        if not self.divisions():
-            return  # a shard that holds none of the divisions (shards.pick said so)
         self.resyncs.plan()
         super().sync_all()
         self.resyncs.finish()
