@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 import bootstrap  # noqa: E402
 from sandbox_process import SandboxProcess  # noqa: E402
+from statements import connection_env  # noqa: E402
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -49,7 +50,7 @@ def isolated_sys_dir(base: Path) -> Path:
     ``<sys dir>/run/<plugin>/``, so runs that share one would trample each other. With one
     per test, tests (and a demo) can run Meltano side by side."""
     sys_dir = base / "meltano-sys"
-    for kind in ("extractors", "loaders"):
+    for kind in ("extractors", "loaders", "utilities"):
         (sys_dir / kind).mkdir(parents=True, exist_ok=True)
         installed = ROOT / ".meltano" / kind
         for plugin in installed.iterdir() if installed.exists() else ():
@@ -246,6 +247,15 @@ class Meltano:
         return result
 
 
+def dbt_env(warehouse_url: str) -> dict[str, str]:
+    """dbt-postgres in the demo environment: the warehouse's parts, and one target directory per
+    xdist worker, so runs of one worker reuse dbt's parse (seconds) and workers never share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return {**connection_env(warehouse_url),
+            "DBT_TARGET_PATH": str(ROOT / ".meltano" / "transform" / f"target-{worker}"),
+            "DBT_LOG_PATH": str(ROOT / ".meltano" / "transform" / f"logs-{worker}")}
+
+
 @pytest.fixture
 def meltano(meltano_bin, exact, warehouse, tmp_path) -> Meltano:
     token_store = tmp_path / "tokens.json"
@@ -260,5 +270,6 @@ def meltano(meltano_bin, exact, warehouse, tmp_path) -> Meltano:
         "TAP_EXACTONLINE_TOKEN_STORE": str(token_store),
         "TARGET_EXACTONLINE_TOKEN_STORE": str(token_store),
         "TARGET_EXACTONLINE_REJECT_FILE": str(tmp_path / "rejects.jsonl"),
+        **dbt_env(warehouse.url),
     })
     return Meltano(bin=meltano_bin, env=env, tmp_path=tmp_path)

@@ -335,7 +335,7 @@ def _transaction_lines(rows, put, rng, ctx):
             booked = book.settle(day, sales=False)
         elif roll < 0.30:
             account = book.accounts[int(rng.random() * len(book.accounts))]
-            net = 10_000 + int(rng.random() * 490_000)
+            net = 20_000 + int(rng.random() * 680_000)
             revenue = chart.revenue[int(rng.random() * len(chart.revenue))]
             booked = book.sale(day, account, next_invoice, net, net * 21 // 100, revenue)
             next_invoice += booked
