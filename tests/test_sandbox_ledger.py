@@ -1,4 +1,4 @@
-"""The sandbox's ledger is financially coherent (tests/sandbox/ledger.py): the statements the dbt
+"""The sandbox's ledger is financially coherent (exact_sandbox/ledger.py): the statements the dbt
 models build on it mean something only if these hold."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ TL = "financialtransaction/TransactionLines"
 
 @pytest.fixture(scope="module")
 def ledger():
-    from tests.sandbox import start_sandbox
+    from exact_sandbox import start_sandbox
 
     handle = start_sandbox(divisions="101,102")
     try:
