@@ -200,7 +200,7 @@ class _Book:
         if len(lines) > self.left or not lines:
             return False
         assert sum(c for _, c in lines) == 0, "an entry must balance"
-        put, gi, ai, ctx = self.put, self.chart.gi, self.ai, self.ctx
+        put, gi, ai = self.put, self.chart.gi, self.ai
         journal = JOURNAL_OF[kind]
         key = (day.year, journal)
         self.numbers[key] = number = self.numbers.get(key, 0) + 1

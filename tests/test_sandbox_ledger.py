@@ -77,9 +77,8 @@ def test_open_receivables_and_payables_are_the_unpaid_invoices(ledger):
         for line in tables[TL]:
             if line["FinancialYear"] == last:
                 balance[gls[line["GLAccount"]]["Code"]] += cents(line["AmountDC"])
-        records_of = lambda d, path: tables[path]  # noqa: E731
-        receivables = open_items(records_of, division, "cashflow/Receivables")
-        payables = open_items(records_of, division, "cashflow/Payments")
+        receivables = open_items(lambda _, path, t=tables: t[path], division, "cashflow/Receivables")
+        payables = open_items(lambda _, path, t=tables: t[path], division, "cashflow/Payments")
         assert receivables == balance["1300"] > 0 and payables == -balance["1600"] > 0
         # Each open receivable is an invoice in the ledger that no receipt settled.
         invoices = {line["InvoiceNumber"] for line in tables[TL] if line["Type"] == 20}
