@@ -225,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         print('                        (columns keep Exact\'s names: SELECT "Code", "Name" FROM exactonline.accounts;)')
         print(f"  rerun incrementally:  EXACT_SANDBOX_URL={url} DEMO_WAREHOUSE_URL='{info['url']}' \\")
         print("                          .venv-meltano/bin/meltano --environment=demo run tap-exactonline target-postgres")
+        dbt_vars = " ".join(f"{k}='{v}'" for k, v in connection_env(info["url"]).items() if v)
+        print(f"  rerun the transform:  {dbt_vars} \\")
+        print("                          .venv-meltano/bin/meltano --environment=demo run dbt-postgres:run dbt-postgres:test")
         print(f"  stop both:            kill {pid}; {wh} stop{pg}")
     else:
         print("Run with --keep to leave the sandbox and the warehouse running, to query them and rerun.")
