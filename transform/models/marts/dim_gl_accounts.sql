@@ -32,8 +32,9 @@ select
     a.balance_side,
     mapped.gl_scheme_code,
     mapped.classification_id,
-    coalesce(mapped.classification_code, 'type ' || a.gl_account_type) as classification_code,
-    coalesce(mapped.classification_description, a.gl_account_type_description) as classification_description,
+    coalesce(mapped.classification_code, 'type ' || a.gl_account_type, 'unclassified') as classification_code,
+    coalesce(mapped.classification_description, a.gl_account_type_description, 'Unclassified')
+        as classification_description,
     case
         when a.balance_type = 'W' then
             case when coalesce(mapped.classification_side, a.balance_side) = 'C' then 'income' else 'expenses' end
