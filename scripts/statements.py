@@ -15,7 +15,7 @@ import argparse
 import sys
 from urllib.parse import parse_qs, unquote, urlsplit
 
-MARTS = "exactonline_analytics_marts"  # the dbt-postgres `schema` setting + "_marts"
+MARTS = "exactonline_analytics_marts"  # the dbt-postgres `schema` setting + "_marts" (--schema)
 WIDTH = 64
 
 
@@ -42,26 +42,26 @@ def _line(label: str, value) -> str:
     return f"  {label[:WIDTH - 20]:<{WIDTH - 20}}{_money(value)}"
 
 
-def _choose(conn, division: int | None, year: int | None) -> tuple[int, int, int, str]:
+def _choose(conn, marts: str, division: int | None, year: int | None) -> tuple[int, int, int, str]:
     row = conn.execute(
         f"""select division, financial_year, max(financial_period), max(division_currency)
-            from {MARTS}.fct_balance_sheet
+            from {marts}.fct_balance_sheet
             where (%(division)s::int is null or division = %(division)s)
               and (%(year)s::int is null or financial_year = %(year)s)
             group by 1, 2 order by 1, 2 desc limit 1""",
         {"division": division, "year": year}).fetchone()
     if row is None:
-        raise SystemExit(f"no statements for division {division or 'any'}, year {year or 'any'} in {MARTS} "
+        raise SystemExit(f"no statements for division {division or 'any'}, year {year or 'any'} in {marts} "
                          "(run `meltano run dbt-postgres:run` after the load)")
     return row[0], row[1], row[2], row[3] or ""
 
 
-def format_statements(conn, division: int | None = None, year: int | None = None) -> str:
+def format_statements(conn, division: int | None = None, year: int | None = None, marts: str = MARTS) -> str:
     """The year's profit and loss and the balance sheet at its last period, as text."""
-    division, year, period, currency = _choose(conn, division, year)
+    division, year, period, currency = _choose(conn, marts, division, year)
     out = [f"Profit and loss, division {division}, financial year {year} ({currency})"]
     pnl = conn.execute(
-        f"""select section, classification_code, classification_description, sum(amount) from {MARTS}.fct_profit_and_loss
+        f"""select section, classification_code, classification_description, sum(amount) from {marts}.fct_profit_and_loss
             where division = %s and financial_year = %s group by 1, 2, 3
             order by section desc, classification_code""", (division, year)).fetchall()
     result = 0
@@ -74,7 +74,7 @@ def format_statements(conn, division: int | None = None, year: int | None = None
 
     out += ["", f"Balance sheet, division {division}, end of {year} (period {period}) ({currency})"]
     sheet = conn.execute(
-        f"""select section, classification_code, classification_description, amount from {MARTS}.fct_balance_sheet
+        f"""select section, classification_code, classification_description, amount from {marts}.fct_balance_sheet
             where division = %s and financial_year = %s and financial_period = %s
             order by classification_code nulls last""", (division, year, period)).fetchall()
     totals = {}
@@ -98,11 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True, help="the warehouse URL (postgresql[+psycopg]://...)")
     parser.add_argument("--division", type=int, help="division code (default: the lowest)")
     parser.add_argument("--year", type=int, help="financial year (default: the latest)")
+    parser.add_argument("--schema", default=MARTS, help=f"schema of the marts (default {MARTS})")
     args = parser.parse_args(argv)
     import psycopg
 
-    with psycopg.connect(args.url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
-        print(format_statements(conn, args.division, args.year))
+    try:
+        with psycopg.connect(args.url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
+            print(format_statements(conn, args.division, args.year, args.schema))
+    except psycopg.errors.UndefinedTable:
+        raise SystemExit(f"no marts in schema {args.schema}: run `meltano run dbt-postgres:run` after the load "
+                         "(or pass --schema)") from None
+    except psycopg.Error as err:
+        raise SystemExit(f"cannot read the warehouse: {str(err).strip().splitlines()[0]}") from None
     return 0
 
 
