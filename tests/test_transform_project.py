@@ -46,3 +46,16 @@ def test_the_job_transforms_after_loading_and_dbt_tests_are_a_command():
     settings = {s["name"]: s for s in dbt["settings"]}
     assert settings["project_dir"]["value"].endswith("/transform")
     assert (TRANSFORM / "dbt_project.yml").exists() and (TRANSFORM / "profiles" / "profiles.yml").exists()
+
+
+def test_the_warehouse_url_splits_into_what_dbt_postgres_takes():
+    from scripts.statements import connection_env
+
+    socket = connection_env("postgresql+psycopg://postgres@/exactonline_demo?host=/tmp/demo%20dir/pg")
+    assert socket == {"DEMO_WAREHOUSE_HOST": "/tmp/demo dir/pg", "DEMO_WAREHOUSE_PORT": "5432",
+                      "DEMO_WAREHOUSE_USER": "postgres", "DEMO_WAREHOUSE_PASSWORD": "",
+                      "DEMO_WAREHOUSE_DATABASE": "exactonline_demo"}
+    tcp = connection_env("postgresql://ana:p%40ss@db.example:6432/warehouse")
+    assert (tcp["DEMO_WAREHOUSE_HOST"], tcp["DEMO_WAREHOUSE_PORT"], tcp["DEMO_WAREHOUSE_USER"],
+            tcp["DEMO_WAREHOUSE_PASSWORD"], tcp["DEMO_WAREHOUSE_DATABASE"]) == (
+        "db.example", "6432", "ana", "p@ss", "warehouse")
