@@ -22,7 +22,6 @@ Running it again gives the same result (fresh token store, database and state).
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import subprocess
@@ -31,15 +30,15 @@ import time
 from pathlib import Path
 
 if __package__:
-    # ``python -m scripts.demo`` under .venv's Python, where the editable install puts the
-    # repository on sys.path; the file form below re-executes itself this way.
+    # ``python -m scripts.demo`` under .venv's Python, where the editable install makes the
+    # repository's packages importable; the file form below re-executes itself this way.
     from exact_sandbox.process import SandboxError, SandboxProcess
     from scripts import bootstrap
     from scripts.statements import connection_env
 else:
     # ``python3 scripts/demo.py`` with any Python: only the standard library is certain here,
-    # so this form installs everything and hands over to the form above. Python puts the
-    # script's own directory (scripts/) first on sys.path, which is how this import resolves.
+    # so this form installs everything and hands over to the form above. Python searches the
+    # script's own directory (scripts/) first, which is how this import resolves.
     import bootstrap
 
 ROOT = bootstrap.ROOT
@@ -118,8 +117,8 @@ def run_meltano(args: list[str], env: dict, log_path: Path) -> list[dict]:
                     pass
             elif " tap-" in line and "run summary: {" in line:
                 try:
-                    summaries.append(ast.literal_eval(line.split("run summary: ", 1)[1].strip()))
-                except (ValueError, SyntaxError):
+                    summaries.append(json.loads(line.split("run summary: ", 1)[1].strip()))
+                except ValueError:
                     pass
         rc = proc.wait()
     if rc != 0:

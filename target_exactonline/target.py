@@ -32,10 +32,10 @@ from typing_extensions import override
 
 from exactonline_api.budget import ErrorBudget, hourly_errors_setting
 from exactonline_api.cli import run_plugin
+from exactonline_api.connect import base_url_of
 from exactonline_api.errors import ConfigError, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
-from exactonline_api.registry import raw_metadata
 from exactonline_api.settings import connection_properties
 from target_exactonline.accounts import AccountCodes
 from target_exactonline.connector import ExactWriter
@@ -114,9 +114,7 @@ class TargetExactOnline(Target):
 
     def _check_config(self) -> None:
         cfg = self.config
-        base = cfg.get("base_url")
-        if base and not base.startswith(("https://", "http://127.", "http://localhost")):
-            raise ConfigError(f"base_url {base!r} must be https:// (plain http only on this machine)")
+        base_url_of(cfg)  # raises the one-line ConfigError for a bad base_url or country
         hourly_errors_setting(cfg)
         if int(cfg.get("batch_size") or DEFAULT_BATCH_SIZE) < 1:
             raise ConfigError("batch_size must be 1 or more")
@@ -141,8 +139,7 @@ class TargetExactOnline(Target):
 
     @property
     def base_url(self) -> str:
-        base = self.config.get("base_url") or raw_metadata()["base_urls"][self.config.get("country", "nl")]
-        return base.rstrip("/")
+        return base_url_of(self.config)
 
     @cached_property
     def session(self) -> ExactSession:
