@@ -244,6 +244,11 @@ class TapExactOnline(Tap):
         # Full resyncs are planned on every partition's state before the first
         # stream reads (which also creates every partition's state here, on the
         # main thread, so reader threads only read it), and activated after the last.
+        if not any(s.selected or s.has_selected_descendents for s in self.exact_streams()):
+            super().sync_all()  # nothing to read: no call to Exact, not even the grants check
+            return
+        if not self.divisions():
+            return  # a shard that holds none of the divisions (shards.pick said so)
         self.resyncs.plan()
         super().sync_all()
         self.resyncs.finish()

@@ -40,6 +40,15 @@ def test_demo_lands_sandbox_data_in_the_embedded_warehouse_and_prints_a_summary(
         assert all(int(rows[t].replace(",", "")) > 0 for t in core if t in rows), rows
         assert re.search(r"^\d+ tables\s+[\d,]+$", proc.stdout, flags=re.M), proc.stdout[-2000:]
         assert "total" in proc.stdout
+        # The transform ran and its statements were printed; the balance sheet balances.
+        assert re.search(r"^Profit and loss, division 101, financial year \d{4}", proc.stdout, flags=re.M), \
+            proc.stdout[-3000:]
+        totals = re.findall(r"^  Total (?:assets|liabilities, equity and result)\s+(-?[\d,]+\.\d\d)$", proc.stdout, flags=re.M)
+        assert len(totals) == 2 and totals[0] == totals[1] and totals[0] != "0.00", totals
+        # The README shows these statements as the demo prints them.
+        printed = re.search(r"^Profit and loss.*?^  Total liabilities, equity and result .*?$", proc.stdout,
+                            flags=re.M | re.S).group(0)
+        assert printed in (ROOT / "README.md").read_text(), "README's statements differ from the demo's:\n" + printed
         # Both servers are stopped afterwards.
         assert not (demo_dir / "pgdata" / "postmaster.pid").exists()
     finally:
