@@ -29,7 +29,8 @@ DIVISIONS = (101, 103, 104)  # shards of 3: {101}, {104}, {103}
 STREAMS = ["accounts", "gl_accounts", "transaction_lines", "deleted"]
 SHARDS = 3
 FAULTY = 104
-TOKEN_LIFETIME = 6  # seconds: every shard outlives a few access tokens
+TOKEN_LIFETIME = 6  # seconds: every shard outlives at least one access token (SYNC_LATENCY_MS)
+SYNC_LATENCY_MS = 2000
 
 
 # Logs each DDL command on the warehouse schema with the application_name of its session
@@ -70,6 +71,9 @@ def test_three_shards_under_dagster_share_tokens_load_everything_and_retry(
     with sandbox:
         sandbox.admin("POST", "faults", {"kind": "error", "path": "sync/Financial/TransactionLines",
                                          "division": FAULTY, "count": 1, "status": 400})
+        # Each shard reads its streams one after another, at least four sync calls: answering each
+        # after 2 s makes every shard outlive its first access token however fast the machine is.
+        sandbox.admin("POST", "faults", {"kind": "latency", "path": "sync/", "ms": SYNC_LATENCY_MS})
         env = bootstrap.meltano_env({
             "MELTANO_ENVIRONMENT": "demo",
             "MELTANO_SYS_DIR_ROOT": str(isolated_sys_dir(tmp_path)),
