@@ -14,13 +14,15 @@ from singer_sdk import typing as th
 
 from exactonline_api import odata
 from exactonline_api.cli import run_plugin
-from exactonline_api.settings import connection_properties
+from exactonline_api.settings import connection_properties, logging_properties
+from exactonline_api.settings_check import checked
 from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import BULK, STANDARD, SYNC, Endpoint, Entity, endpoints, raw_metadata
 from exactonline_api.timeutil import EXACT_TZ, filter_datetime, parse_iso_utc
 from tap_exactonline.client import ExactStream, query_string
+from tap_exactonline.config import tap_problems
 from tap_exactonline.deletes import Deletions
 from tap_exactonline.output import ExactMessageWriter
 from tap_exactonline.resync import Resyncs, move_dates, read_move_dates
@@ -44,6 +46,9 @@ class TapExactOnline(Tap):
     config_jsonschema = th.PropertiesList(
         *connection_properties(
             "Default: .tokens/ in the working directory; a URL lets several machines share one token chain."),
+        *logging_properties(),
+        th.Property("redirect_uri", th.StringType,
+                    description="Redirect URI registered for your app; read only by `tap-exactonline auth`"),
         th.Property("divisions", th.ArrayType(th.IntegerType),
                     description="Division codes to sync; all divisions the user granted when omitted"),
         th.Property("start_date", th.DateTimeType,
@@ -79,33 +84,8 @@ class TapExactOnline(Tap):
         self._move_dates: dict[int, str | None] | None = None
         self._full_resyncs: list[str] = []
         self._division_list: list[int] | None = None
-        super().__init__(*args, **kwargs)
-        if kwargs.get("validate_config", True):
-            self._check_config()
-
-    # -- configuration --------------------------------------------------------
-
-    def _check_config(self) -> None:
-        """What JSON Schema cannot say, in one line per problem."""
-        cfg = self.config
-        if cfg.get("start_date") and cfg.get("start_year"):
-            raise ConfigError("start_date and start_year are both set: keep one of them")
-        if cfg.get("start_year") is not None and not 2000 <= int(cfg["start_year"]) <= 2100:
-            raise ConfigError(f"start_year {cfg['start_year']} is not a plausible year (2000-2100)")
-        if cfg.get("start_date"):
-            try:
-                parse_iso_utc(cfg["start_date"])
-            except ValueError:
-                raise ConfigError(f"start_date {cfg['start_date']!r} is not an ISO 8601 date-time, "
-                                  "e.g. 2024-01-01T00:00:00Z") from None
-        base = cfg.get("base_url")
-        if base and not base.startswith(("https://", "http://127.", "http://localhost")):
-            raise ConfigError(f"base_url {base!r} must be https:// (plain http only on this machine)")
-        for stream, api in (cfg.get("api_overrides") or {}).items():
-            if api not in (SYNC, BULK, STANDARD):
-                raise ConfigError(f"api_overrides.{stream}: {api!r} is not one of sync, bulk, standard")
-        if cfg.get("daily_call_reserve", 0) < 0:
-            raise ConfigError("daily_call_reserve must be 0 or more")
+        with checked(self, tap_problems):
+            super().__init__(*args, **kwargs)
 
     @property
     def base_url(self) -> str:
@@ -273,10 +253,14 @@ class TapExactOnline(Tap):
         return True
 
 
+AUTH_HELP = ("First log in once: `tap-exactonline auth --config FILE` (in Meltano: `meltano invoke "
+             "tap-exactonline:auth`); `tap-exactonline auth --help` shows its options.")
+
+
 def cli() -> None:
     """Console entry: ``auth`` subcommand, else the Singer CLI with one-line errors."""
     if sys.argv[1:2] == ["auth"]:
         from tap_exactonline.auth import main_auth
 
         sys.exit(main_auth(sys.argv[2:]))
-    run_plugin("tap-exactonline", TapExactOnline.cli)
+    run_plugin("tap-exactonline", TapExactOnline, epilog=AUTH_HELP)
