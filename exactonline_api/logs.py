@@ -35,8 +35,10 @@ _CHATTY = (
     "Beginning sync of '",
     "Starting incremental sync of '",
     "Starting full table sync of '",
+    # Config sources: one line per run, plus one per setting read from the environment.
     "Skipping parse of env var settings...",
     "Parsing env var for settings config...",
+    "Parsing '",
     # Bulk and standard endpoints page in key order, not in Modified order (Exact's $orderby
     # would make every page slower), so their bookmark moves when a division's read completes:
     # that is the SDK's "unsorted" mode, chosen on purpose. A run cut short re-reads that one

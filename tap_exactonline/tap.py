@@ -106,10 +106,9 @@ class TapExactOnline(Tap):
         wanted = (self.config.get("api_overrides") or {}).get(entity.stream_name)
         if not wanted or wanted == entity.api:
             return entity
-        source: Endpoint | None = getattr(entity, wanted)
+        source: Endpoint | None = getattr(entity, wanted) if wanted in (SYNC, BULK, STANDARD) else None
         if source is None:
-            raise ConfigError(f"api_overrides.{entity.stream_name}: Exact has no {wanted} endpoint for it "
-                              f"(available: {', '.join(entity.alternatives)})")
+            return entity  # the settings check (tap_exactonline/config.py) reports it in one line
         key = entity.key if wanted != SYNC else ((source.entity_id_field or "ID"), "Division")
         return dataclasses.replace(entity, api=wanted, source=source, key=key,
                                    replication_key="Timestamp" if wanted == SYNC else
