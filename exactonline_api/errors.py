@@ -7,8 +7,6 @@ through :func:`exactonline_api.redact.redact` before they land here.
 
 from __future__ import annotations
 
-AUTH_COMMAND = "tap-exactonline auth --config <your config.json>"
-
 
 def _one_line(text: str) -> str:
     # Exact's descriptions sometimes contain CR/LF ("VAT\r\ninvalid"); a log line must stay one line.
@@ -34,11 +32,13 @@ class ConfigError(ExactError):
 
 
 class ReauthorizationRequired(ExactError):
-    """The refresh token is expired, revoked or lost: a person has to log in again."""
+    """The refresh token is expired, revoked or lost (or there never was one): a person has to log in."""
 
-    def __init__(self, message: str) -> None:
-        if "tap-exactonline auth" not in message:
-            message = f"{message.rstrip('. ')}. Run `{AUTH_COMMAND}` to log in to Exact Online again."
+    def __init__(self, message: str, *, first_login: bool = False) -> None:
+        from exactonline_api.login_hint import login_hint
+
+        if "tap-exactonline auth" not in message and ":auth" not in message:
+            message = f"{message.rstrip('. ')}. {login_hint(first=first_login)}"
         super().__init__(message)
 
 

@@ -147,7 +147,7 @@ def connection_problems(config: Config) -> list[str]:
         if isinstance(config.get(name), str) and not config[name].strip():
             problems.append(f"{name}: empty; copy it from your app at apps.exactonline.com")
     country = config.get("country")
-    if country is not None and country not in COUNTRIES:
+    if country not in (None, "") and country not in COUNTRIES:  # "" is how Meltano passes an unset ${VAR}
         problems.append(f"country: {country!r} is not one of {', '.join(COUNTRIES)}")
     base = config.get("base_url")
     # Plain http would send the client secret in the clear; only a server on this machine may use it.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 
+from exactonline_api.login_hint import auth_command
 from exactonline_api.registry import BULK, STANDARD, SYNC, entities
 from exactonline_api.settings_check import Config, positive
 from exactonline_api.timeutil import parse_iso_utc
@@ -45,7 +46,7 @@ def _divisions(divisions: object) -> list[str]:
         return []
     bad = [d for d in divisions if isinstance(d, int) and d <= 0]
     if bad:
-        return [f"divisions: {bad[0]} is not a division code; `tap-exactonline auth` lists the codes you granted"]
+        return [f"divisions: {bad[0]} is not a division code; `{auth_command()}` lists the codes you granted"]
     if len(set(divisions)) != len(divisions):
         return ["divisions: a division is listed twice; list each once"]
     return []
