@@ -14,9 +14,9 @@ EXIT_BUDGET_STOP = 75
 
 def run_plugin(name: str, plugin: type, *, epilog: str | None = None) -> None:
     """Run ``plugin``'s Singer CLI; ``epilog`` is appended to its ``--help``."""
-    logs.use_quiet_config()  # before ``plugin.cli``: reading it sets up the SDK's logging
     redact.install()
-    command = plugin.cli
+    command = plugin.cli  # reading it sets up the SDK's console logging
+    logs.quiet_console()
     if epilog:
         command.epilog = epilog
     try:

@@ -1,28 +1,26 @@
-"""Quiet logs by default, through the SDK's own logging config (``SINGER_SDK_LOG_CONFIG``).
+"""Quiet logs by default: the SDK's routine chatter moves to DEBUG, nothing is thrown away.
 
 A clean run should read as: a start line, about one line per stream and division, the waits that
 matter, and the run summary. The SDK logs far more at INFO: a METRIC line per request and per
 stream, one "Skipping deselected stream" line for each of the ~270 streams not selected, and a
-WARNING per unsorted partition. None of it is wrong, so nothing is thrown away: those lines are
-demoted to DEBUG and come back with ``LOGLEVEL=DEBUG`` (or ``TAP_EXACTONLINE_LOGLEVEL=DEBUG``), and
-the METRIC lines also with the ``metrics_log_level: INFO`` setting.
+WARNING per unsorted partition. None of it is wrong, so those lines are demoted to DEBUG and come
+back with ``LOGLEVEL=DEBUG`` (or ``TAP_EXACTONLINE_LOGLEVEL=DEBUG``), and the METRIC lines also
+with the ``metrics_log_level: INFO`` setting.
 
-How: the console entry points point ``SINGER_SDK_LOG_CONFIG`` at ``data/logging.yaml`` (unless the
-user set their own file, which then wins completely). That file is the SDK's console setup plus
-:class:`QuietFilter` on the handler. A handler filter is used because the SDK logs from one logger
-per stream (``tap-exactonline.accounts``), which a filter on a parent logger never sees.
+How: :class:`QuietFilter` goes on the root logger's handlers right after the SDK set up its
+console logging, whichever config that came from: the SDK's default, the user's
+``SINGER_SDK_LOG_CONFIG``, or the one Meltano writes for every plugin it runs (Meltano sets
+``SINGER_SDK_LOG_CONFIG`` itself, so a config file of ours would never be read there). A handler
+filter, because the SDK logs from one logger per stream (``tap-exactonline.accounts``), which a
+filter on a parent logger never sees.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 
 from singer_sdk.metrics import METRICS_LOGGER_NAME
 
-LOG_CONFIG_ENV = "SINGER_SDK_LOG_CONFIG"
-DEFAULT_LOG_CONFIG = Path(__file__).parent / "data" / "logging.yaml"
 METRIC_LEVELS = ("DEBUG", "INFO")
 
 # How the messages an ordinary run repeats per stream or per partition begin. Matched on the
@@ -67,9 +65,11 @@ class QuietFilter(logging.Filter):
         return logging.getLogger().isEnabledFor(record.levelno)
 
 
-def use_quiet_config() -> None:
-    """Call before the SDK sets up its console logging (i.e. before ``Plugin.cli`` is read)."""
-    os.environ.setdefault(LOG_CONFIG_ENV, str(DEFAULT_LOG_CONFIG))
+def quiet_console() -> None:
+    """Call right after the SDK set up its console logging (reading ``Plugin.cli`` does that)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, QuietFilter) for f in handler.filters):
+            handler.addFilter(QuietFilter())
 
 
 def show_metrics_at(level: str | None) -> None:

@@ -11,7 +11,11 @@ server, no Exact account, no Meltano Hub. It
 3. starts the Exact Online sandbox (``python -m tests.sandbox``) on a free port and
    mints a refresh token through its admin API,
 4. runs ``meltano --environment=demo run --full-refresh tap-exactonline target-postgres``,
-5. prints the tables and row counts that landed, then stops the sandbox and the warehouse.
+5. prints the tables and row counts that landed,
+6. renames and deletes a few records in the sandbox and runs again: rows updated, tombstones landed,
+   API calls used (from the sandbox's request log),
+7. runs the writeback job (``csv-to-exact``) twice: the second run makes no API call,
+8. stops the sandbox and the warehouse.
 
 Running it again gives the same result (fresh token store, database and state).
 ``--keep`` leaves both servers running and prints how to query and rerun by hand.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import subprocess
 import sys
 import time
@@ -71,9 +76,9 @@ def warehouse(*args: str) -> str:
 
 
 def run_meltano(args: list[str], env: dict, log_path: Path) -> list[dict]:
-    """Run meltano with its output in a log; echo the tap's record counts as they come.
+    """Run meltano with its output in a log; print the tap's per-division summary when it ends.
 
-    Returns the tap's per-division run summaries (API calls used, daily budget left)."""
+    Returns the tap's per-division run summaries (records per stream, API calls, daily budget left)."""
     cmd = [str(bootstrap.meltano_bin()), *args]
     summaries: list[dict] = []
     print(f"    $ meltano {' '.join(args)}", flush=True)
@@ -83,34 +88,94 @@ def run_meltano(args: list[str], env: dict, log_path: Path) -> list[dict]:
         assert proc.stdout
         for line in proc.stdout:
             log.write(line)
-            if '"metric":"record_count"' in line and "METRIC: " in line and " tap-" in line:
-                try:
-                    metric = json.loads(line.split("METRIC: ", 1)[1])
-                    tags = metric.get("tags", {})
-                    where = tags.get("stream", "?")
-                    division = (tags.get("context") or {}).get("division")
-                    if division is not None:
-                        where += f" (division {division})"
-                    print(f"      {where}: {metric['value']:,} records", flush=True)
-                except (IndexError, ValueError, KeyError, AttributeError):
-                    pass
-            elif " tap-" in line and "run summary: {" in line:
-                try:
-                    summaries.append(ast.literal_eval(line.split("run summary: ", 1)[1].strip()))
-                except (ValueError, SyntaxError):
-                    pass
+            summary = _run_summary(line)
+            if summary is not None:
+                summaries.append(summary)
         rc = proc.wait()
     if rc != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-40:]
         print("\n".join(tail), file=sys.stderr)
         raise SystemExit(f"meltano {' '.join(args)} failed (exit {rc}); full log: {log_path}")
     for summary in summaries:
-        if isinstance(summary, dict) and "division" in summary and "calls" in summary:
-            left = summary.get("daily_remaining")
-            limit = summary.get("daily_limit")
-            budget = f", {left:,} of {limit:,} daily calls left" if isinstance(left, int) and limit else ""
-            print(f"      division {summary['division']}: {summary['calls']} API calls{budget}", flush=True)
+        left, limit = summary.get("daily_remaining"), summary.get("daily_limit")
+        budget = f", {left:,} of {limit:,} daily calls left" if isinstance(left, int) and limit else ""
+        records = summary.get("records") or {}
+        print(f"      division {summary['division']}: {sum(records.values()):,} records in {len(records)} "
+              f"streams, {summary['calls']} API calls{budget}", flush=True)
     return summaries
+
+
+def _run_summary(line: str) -> dict | None:
+    """The tap's "run summary" log line for one division (JSON, or a Python dict in older versions)."""
+    if " tap-" not in line or "run summary: {" not in line:
+        return None
+    text = line.split("run summary: ", 1)[1].strip()
+    try:
+        found = json.loads(text)
+    except ValueError:
+        try:
+            found = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return None
+    return found if isinstance(found, dict) and "division" in found and "calls" in found else None
+
+
+def api_calls(sandbox: SandboxProcess) -> int:
+    """API calls in the sandbox's request log (its admin API is never logged), then a fresh log."""
+    calls = len(sandbox.log())
+    sandbox.reset_log()
+    return calls
+
+
+def deleted_rows(url: str) -> dict[str, int]:
+    """Rows per table that carry a tombstone (``_sdc_deleted_at``), from the warehouse summary."""
+    found = re.findall(r"^exactonline\.(\w+)\s+[\d,]+\s+([\d,]+)$", warehouse("summary", "--url", url, "--schema", SCHEMA),
+                       flags=re.M)
+    return {table: int(n.replace(",", "")) for table, n in found}
+
+
+def change_in_exact(sandbox: SandboxProcess, division: int) -> dict[str, int]:
+    """What a bookkeeper does between two runs: rename two accounts, delete two accounts and three
+    transaction lines. Goes through the sandbox's admin API, as edits in Exact's own screens would."""
+    accounts = sandbox.records(division, "crm/Accounts")
+    for account in accounts[:2]:
+        sandbox.update(division, "crm/Accounts", account["ID"], {"Name": f"{account.get('Name') or ''} (renamed)"})
+    for account in accounts[-2:]:
+        sandbox.delete(division, "crm/Accounts", account["ID"])
+    for line in sandbox.records(division, "financialtransaction/TransactionLines")[:3]:
+        sandbox.delete(division, "financialtransaction/TransactionLines", line["ID"])
+    return {"accounts renamed": 2, "accounts deleted": 2, "transaction lines deleted": 3}
+
+
+def incremental_rerun(sandbox: SandboxProcess, env: dict, log_dir: Path, url: str) -> None:
+    """Step: change and delete a few records in Exact, run again, and show what the rerun did."""
+    before = deleted_rows(url)
+    division = 101
+    changed = change_in_exact(sandbox, division)
+    print("    in Exact (division 101): " + ", ".join(f"{n} {what}" for what, n in changed.items()))
+    sandbox.reset_log()
+    summaries = run_meltano(["--environment=demo", "run", "tap-exactonline", "target-postgres"], env,
+                            log_dir / "meltano-rerun.log")
+    calls = api_calls(sandbox)
+    after = deleted_rows(url)
+    tombstones = {t: after[t] - before.get(t, 0) for t in after if after[t] - before.get(t, 0)}
+    ours = next((s for s in summaries if s.get("division") == division), {})
+    # The tap's records for accounts are the changed rows plus the tombstones of the deleted ones.
+    updated = (ours.get("records") or {}).get("accounts", 0) - tombstones.get("accounts", 0)
+    print(f"    rows updated: {updated} in accounts")
+    print("    tombstones landed: " + (", ".join(f"{n} in {t}" for t, n in sorted(tombstones.items())) or "none"))
+    print(f"    API calls used by the rerun: {calls} for {len(summaries)} divisions (the sandbox's request log)")
+
+
+def writeback_twice(sandbox: SandboxProcess, env: dict, log_dir: Path) -> None:
+    """Step: the writeback job twice; the write ledger makes the second run free."""
+    for attempt in ("first", "second"):
+        sandbox.reset_log()
+        run_meltano(["--environment=demo", "run", "csv-to-exact"], env, log_dir / f"writeback-{attempt}.log")
+        log = sandbox.log()
+        writes = sum(1 for entry in log if entry.get("method") in ("POST", "PUT"))
+        print(f"    {attempt} run: {len(log)} API calls ({writes} writes)"
+              + ("  <- unchanged input, nothing to ask Exact" if attempt == "second" and not log else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         with timings.step("what landed in the warehouse"):
             print()
             print(warehouse("summary", "--url", info["url"], "--schema", SCHEMA).rstrip())
+
+        with timings.step("Exact changes: rename and delete a few records, run again (incremental)"):
+            incremental_rerun(sandbox, env, log_dir, info["url"])
+
+        with timings.step("writeback: meltano run csv-to-exact, twice (the second run makes no call)"):
+            writeback_twice(sandbox, env, log_dir)
     finally:
         if not args.keep:
             sandbox.stop()
