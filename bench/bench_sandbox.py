@@ -1,11 +1,11 @@
 """Benchmark the sandbox: records per second served to one client.
 
-Starts ``python -m tests.sandbox`` as its own process (as the tap's benchmarks
+Starts ``python -m exact_sandbox`` as its own process (as the tap's benchmarks
 will), then pages through ``sync/Financial/TransactionLines`` (1000 rows a page,
 about 30 selected fields) and ``bulk/Financial/TransactionLines`` with one
 keep-alive ``requests`` session, parsing every page as a client must.
 
-    python bench/bench_sandbox.py [--lines 100000] [--fields 30]
+    .venv/bin/python bench/bench_sandbox.py [--lines 100000] [--fields 30]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ FIELDS = ["Timestamp", "ID", "Account", "AccountCode", "AccountName", "AmountDC"
 def start(lines: int) -> tuple[subprocess.Popen, str, float]:
     began = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.sandbox", "--port", "0", "--divisions", "101", "--eager",
+        [sys.executable, "-m", "exact_sandbox", "--port", "0", "--divisions", "101", "--eager",
          "--volume", f"transaction_lines={lines}", "--knob", "minutely_limit=1000000",
          "--knob", "daily_limit=1000000"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -1,7 +1,7 @@
 """Benchmark: sync N transaction lines from the sandbox through tap-exactonline.
 
-    python bench/bench_tap.py --rows 100000
-    python bench/bench_tap.py --rows 1000000
+    .venv/bin/python bench/bench_tap.py --rows 100000
+    .venv/bin/python bench/bench_tap.py --rows 1000000
 
 Prints records per second (the tap process end to end, start-up included,
 and per second of the tap's own CPU time, i.e. on one core), API calls per
@@ -25,10 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from exact_sandbox.process import SandboxProcess
 
-from scripts.sandbox_process import SandboxProcess  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 STREAM = "transaction_lines"
 PATH = "sync/Financial/TransactionLines"

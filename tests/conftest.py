@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh Exact Online sandbox per test (tests/sandbox)."""
+"""Shared fixtures: a fresh Exact Online sandbox per test (exact_sandbox)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.sandbox import Sandbox, SandboxHandle
+from exact_sandbox import Sandbox, SandboxHandle
 
 
 @pytest.fixture

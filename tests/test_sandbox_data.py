@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import pytest
 
-from tests.sandbox.metadata import Registry
+from exact_sandbox.metadata import Registry
 
 FAST = {"minutely_limit": 100000, "daily_limit": 100000}
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -66,7 +66,7 @@ def test_volume_knob_starts_in_seconds(sandbox_factory, sandbox_client):
 
 
 def test_unknown_volume_entity_is_refused():
-    from tests.sandbox import Sandbox
+    from exact_sandbox import Sandbox
 
     with pytest.raises(KeyError):
         Sandbox(volumes={"no/Such": 3})

@@ -55,7 +55,7 @@ def test_log_never_holds_secrets(sandbox, sandbox_client):
 
 def test_started_by_hand():
     root = Path(__file__).resolve().parents[1]
-    process = subprocess.Popen([sys.executable, "-m", "tests.sandbox", "--port", "0", "--seed", "5",
+    process = subprocess.Popen([sys.executable, "-m", "exact_sandbox", "--port", "0", "--seed", "5",
                                 "--divisions", "201,202", "--volume", "accounts=7", "--knob", "minutely_limit=9"],
                                cwd=root, stdout=subprocess.PIPE, text=True)
     try:

