@@ -21,7 +21,7 @@ def tap_problems(config: Config) -> list[str]:
         *_start(config),
         *_divisions(config.get("divisions")),
         *positive(config, "daily_call_reserve", minimum=0),
-        *positive(config, "max_rate_limit_wait", what=" seconds"),
+        *positive(config, "max_rate_limit_wait", minimum=0, what=" seconds"),
         *positive(config, "request_timeout", what=" seconds"),
         *_api_overrides(config.get("api_overrides") or {}),
     ]

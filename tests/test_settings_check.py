@@ -61,7 +61,7 @@ TAP = [
     ("divisions", "101"),
     ("divisions", [101, "x"]),
     ("divisions", [0]),
-    ("max_rate_limit_wait", 0),
+    ("max_rate_limit_wait", -1),
     ("route_deletes", "yes"),
     ("resync_activate_version", "no"),
     ("redirect_uri", 8080),
