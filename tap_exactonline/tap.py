@@ -16,7 +16,7 @@ from exactonline_api import odata
 from exactonline_api.cli import run_plugin
 from exactonline_api.settings import connection_properties, logging_properties
 from exactonline_api.settings_check import checked
-from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
+from exactonline_api.errors import DailyBudgetExhausted, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import BULK, STANDARD, SYNC, Endpoint, Entity, endpoints, raw_metadata

@@ -29,7 +29,7 @@ from singer_sdk import typing as th
 from exactonline_api.cli import run_plugin
 from exactonline_api.settings import connection_properties, logging_properties
 from exactonline_api.settings_check import checked
-from exactonline_api.errors import ConfigError, ExactError
+from exactonline_api.errors import ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import raw_metadata
