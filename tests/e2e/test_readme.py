@@ -25,10 +25,10 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
+from psycopg.conninfo import conninfo_to_dict
 
 from scripts import bootstrap
 from tests.e2e.conftest import ROOT
@@ -139,14 +139,14 @@ def test_every_readme_command_runs_as_written(exact, warehouse, tmp_path):
     readme = (ROOT / "README.md").read_text()
     copy = fresh_copy()
     home = Path(tempfile.mkdtemp(prefix="tap-exactonline-readme-home-"))
-    parts = urlsplit(warehouse.dsn)
-    query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+    pg = conninfo_to_dict(warehouse.dsn)
     placeholders = {
         "<client id>": "sandbox-client-id", "<client secret>": "sandbox-secret", "<division>": "101",
         "<token store>": str(home / "exact" / "tokens.json"),
-        "<warehouse host>": unquote(query.get("host", parts.hostname or "127.0.0.1")),
-        "<warehouse user>": parts.username or "postgres", "<warehouse password>": parts.password or "ignored-by-trust-auth",  # target-postgres needs one
-        "<warehouse database>": parts.path.lstrip("/"),
+        "<warehouse host>": str(pg.get("host") or "127.0.0.1"), "<warehouse user>": str(pg.get("user") or "postgres"),
+        # target-postgres insists on a password; the test servers trust local connections.
+        "<warehouse password>": str(pg.get("password") or "ignored-by-trust-auth"),
+        "<warehouse database>": str(pg["dbname"]),
     }
     env = bootstrap.meltano_env({
         "HOME": str(home), "PATH": os.environ["PATH"],
@@ -156,6 +156,8 @@ def test_every_readme_command_runs_as_written(exact, warehouse, tmp_path):
         "TAP_EXACTONLINE__SELECT": SELECT, "TAP_EXACTONLINE_HOURLY__SELECT": '["transaction_lines.*"]',
     })
     env = {k: v for k, v in env.items() if not k.startswith(("MELTANO_SYS_DIR_ROOT", "MELTANO_DATABASE_URI"))}
+    if pg.get("port"):
+        env["TARGET_POSTGRES_PORT"] = str(pg["port"])
     reader = Reader(copy, env, placeholders, exact)
     config = json.loads(reader.fill(re.search(r"^```json\n(.*?)^```", readme, flags=re.M | re.S).group(1)))
     (copy / "config.json").write_text(json.dumps({**config, "base_url": exact.url}))
