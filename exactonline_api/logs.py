@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from singer_sdk.metrics import METRICS_LOGGER_NAME
-
+METRICS_LOGGER = "singer_sdk.metrics"  # singer_sdk.metrics.METRICS_LOGGER_NAME, without importing the SDK
 METRIC_LEVELS = ("DEBUG", "INFO")
 
 # How the messages an ordinary run repeats per stream or per partition begin. Matched on the
@@ -52,7 +51,7 @@ class QuietFilter(logging.Filter):
     metrics_level = logging.DEBUG
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == METRICS_LOGGER_NAME:
+        if record.name == METRICS_LOGGER:
             return self._demote(record, self.metrics_level)
         if record.levelno <= logging.WARNING and record.getMessage().startswith(_CHATTY):
             return self._demote(record, logging.DEBUG)

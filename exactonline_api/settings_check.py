@@ -8,7 +8,8 @@ connection settings and the file-system probes.
 
 The SDK validates the config against the JSON schema inside ``Plugin.__init__`` and ends with a bare
 "Config validation failed"; :func:`checked` wraps that call so the same mistakes come out as our
-lines instead (the SDK's own messages are kept only for what our rules do not cover).
+lines instead (the SDK's own messages are kept only for what our rules do not cover). That
+exception is this module's one singer-sdk import.
 """
 
 from __future__ import annotations
