@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from exactonline_api.connect import token_manager_from_config
@@ -40,3 +44,11 @@ def test_a_lost_token_says_again(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     message = str(ReauthorizationRequired("Exact refused the refresh token (invalid_grant)"))
     assert message.endswith("to log in to Exact Online again.")
+
+
+def test_help_says_how_to_log_in():
+    proc = subprocess.run([str(Path(sys.executable).parent / "tap-exactonline"), "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0
+    assert "tap-exactonline auth --config FILE" in proc.stdout
+    assert "meltano invoke tap-exactonline:auth" in " ".join(proc.stdout.split())
