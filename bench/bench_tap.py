@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_tap.py --rows 100000
     .venv/bin/python bench/bench_tap.py --rows 1000000
+    .venv/bin/python bench/bench_tap.py --knob escape_slashes=false ...   # Exact's value shapes off, one by one
 
 Prints records per second (the tap process end to end, start-up included,
 and per second of the tap's own CPU time, i.e. on one core), API calls per
@@ -36,10 +37,13 @@ PATH = "sync/Financial/TransactionLines"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                        help="a sandbox knob (repeatable), e.g. pad_fixed_width=false")
     args = parser.parse_args()
 
     sandbox_args = ["--divisions", "101", "--volume", f"{STREAM}={args.rows}", "--eager",
-                    "--knob", "minutely_limit=1000000000", "--knob", "daily_limit=1000000000"]
+                    "--knob", "minutely_limit=1000000000", "--knob", "daily_limit=1000000000",
+                    *(arg for knob in args.knob for arg in ("--knob", knob))]
     with SandboxProcess(sys.executable, sandbox_args) as sandbox, tempfile.TemporaryDirectory() as tmp:
         config = {
             "client_id": sandbox.client_id, "client_secret": sandbox.client_secret,

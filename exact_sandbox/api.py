@@ -17,7 +17,7 @@ from .odata import ODataError, parse_key, parse_literal
 from .payload import STREAM_ERROR, PayloadError, convert_body, missing_mandatory, parse_object
 from .store import USER_ID, USER_NAME, StoreError, Table
 from .timeutil import ms_date, ms_of
-from .wire import ApiError, Response, dumps, exact_error, fail, object_moved
+from .wire import ApiError, Response, api_body, exact_error, fail, object_moved
 
 if TYPE_CHECKING:
     from .server import Request, Sandbox
@@ -168,12 +168,16 @@ class Api:
             if target.key is not None:
                 return self._get_one(qreq, target)
             rows, next_link, total = query.run(qreq)
+        knobs = self.sb.knobs
+        if knobs.bare_array_functions and endpoint.path.startswith("read/") and not next_link and total is None:
+            # Function-style read services answer a bare array (it cannot carry __next or __count).
+            return Response(200, api_body({"d": rows}, knobs), rows=len(rows))
         body: dict[str, Any] = {"results": rows}
         if total is not None:
             body["__count"] = str(total)
         if next_link:
             body["__next"] = next_link
-        return Response(200, dumps({"d": body}), rows=len(rows))
+        return Response(200, api_body({"d": body}, knobs), rows=len(rows))
 
     def _get_one(self, qreq: "query.QueryRequest", target: Target) -> Response:
         endpoint = qreq.endpoint
@@ -193,8 +197,8 @@ class Api:
             return self._navigation(qreq, row, target.tail)
         query.check_options(qreq)
         renderer = query.Renderer(endpoint, query.selection_for(qreq), qreq.uri_prefix,
-                                  self.sb.knobs.int64_as_string, qreq.child_table)
-        return Response(200, dumps({"d": renderer(row)}), rows=1)
+                                  self.sb.knobs, qreq.child_table)
+        return Response(200, api_body({"d": renderer(row)}, self.sb.knobs), rows=1)
 
     def _navigation(self, qreq: "query.QueryRequest", row: list, nav: str) -> Response:
         group = qreq.endpoint.group
@@ -206,8 +210,9 @@ class Api:
         rows = qreq.child_table(child_group).children_by(fk).get(row[group.index[group.identity[0]]], [])
         prefix = qreq.uri_prefix.rsplit("/", len(qreq.endpoint.path.split("/")))[0] + "/" + child_endpoint.path
         selection = query.Selection([f.name for f in child_endpoint.fields], {})
-        renderer = query.Renderer(child_endpoint, selection, prefix, self.sb.knobs.int64_as_string, None)
-        return Response(200, dumps({"d": {"results": [renderer(r) for r in rows]}}), rows=len(rows))
+        renderer = query.Renderer(child_endpoint, selection, prefix, self.sb.knobs, None)
+        return Response(200, api_body({"d": {"results": [renderer(r) for r in rows]}}, self.sb.knobs),
+                        rows=len(rows))
 
     def _source(self, request: "Request", target: Target, chain) -> tuple[Table, Any]:
         """The table behind an endpoint, computed for the few endpoints that are not stored."""
@@ -327,12 +332,13 @@ class Api:
             sb.store.insert(division.code, child_group, child_values)
         full = "return=representation" in request.headers.get("prefer", "").replace(" ", "")
         selection = query.Selection([f.name for f in endpoint.fields], {})
-        renderer = query.Renderer(endpoint, selection, target.url_prefix, sb.knobs.int64_as_string, None)
+        renderer = query.Renderer(endpoint, selection, target.url_prefix, sb.knobs, None)
         body = renderer(row)
         if not full:  # Exact: every property null except the key
             keep = {"__metadata", *group.identity}
             body = {k: (v if k in keep else None) for k, v in body.items()}
-        return Response(201, dumps({"d": body}), headers=[("Location", body["__metadata"]["uri"])], rows=1)
+        return Response(201, api_body({"d": body}, sb.knobs), headers=[("Location", body["__metadata"]["uri"])],
+                        rows=1)
 
     def _deep_insert_values(self, group: EntityGroup, navs: dict[str, Any]) -> list:
         children = []

@@ -34,6 +34,14 @@ SPECS: dict[str, KnobSpec] = {
     "base_url": KnobSpec("", "URL written into __next and __metadata (default: the listening address)"),
     "deleted_retention_days": KnobSpec(61, "sync/Deleted keeps rows this long (Exact: 2 months)"),
     "pad_account_codes": KnobSpec(True, "store crm/Accounts.Code left-padded to 18 characters, as Exact"),
+    # value shapes of real answers (REFERENCE.md 14.4), applied at the wire (wire.py)
+    "whole_doubles_as_integers": KnobSpec(True, "write whole Edm.Double/Decimal values as JSON integers (9075)"),
+    "pad_fixed_width": KnobSpec(True, "blank-pad fixed-width text: Country/State 3, Language 10, SearchCode 9, "
+                                      "*VATCode 3 ('NL ')"),
+    "escape_slashes": KnobSpec(True, "write '/' escaped in JSON answers, as WCF does"),
+    "bare_array_functions": KnobSpec(True, "read/... function endpoints answer a bare array in d (one page only)"),
+    "calendar_date_time": KnobSpec("", "local time of day (HH:MM) given to calendar dates, which Exact sends at "
+                                       "local midnight; empty: midnight, as Exact"),
     # oauth
     "client_id": KnobSpec("sandbox-client-id", "the registered app's client id"),
     "client_secret": KnobSpec("sandbox-secret", "the registered app's client secret"),

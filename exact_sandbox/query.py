@@ -19,6 +19,7 @@ from .metadata import ROWVERSION, Endpoint, EntityGroup
 from .odata import (ODataError, Selection, compile_filter, format_literal, last_value, parse_key, parse_literal,
                     parse_orderby, parse_select, split_top_level)
 from .store import Table
+from .wire import ValueShapes
 
 SYSTEM_OPTIONS = frozenset({"$select", "$filter", "$top", "$skip", "$skiptoken", "$orderby", "$expand",
                             "$inlinecount", "$format"})
@@ -43,7 +44,7 @@ class QueryRequest:
 class Renderer:
     """Row list -> response dict for one endpoint and selection."""
 
-    def __init__(self, endpoint: Endpoint, selection: Selection, uri_prefix: str, int64_as_string: bool,
+    def __init__(self, endpoint: Endpoint, selection: Selection, uri_prefix: str, knobs: Any,
                  child_table: Callable[[EntityGroup], Table] | None, registry_child: Callable | None = None):
         group = endpoint.group
         self.endpoint = endpoint
@@ -53,7 +54,8 @@ class Renderer:
         slots = [group.index[n] for n in names]
         self.names = ("__metadata", *names)
         self.getter = _getter(slots)
-        self.int64 = [n for n in names if endpoint.field_map[n].type == "Edm.Int64"] if int64_as_string else []
+        self.int64 = [n for n in names if endpoint.field_map[n].type == "Edm.Int64"] if knobs.int64_as_string else []
+        self.shapes = ValueShapes({n: endpoint.field_map[n].type for n in names}, knobs)
         # Twins rarely disagree on a type (ProjectWBS: Boolean vs Int32); show each its own.
         self.retyped = [(n, endpoint.field_map[n].type) for n in names
                         if endpoint.field_map[n].type != group.types[n]]
@@ -75,7 +77,7 @@ class Renderer:
                     chosen = self.expanded[nav]
                     child_sel = Selection(chosen if chosen else [f.name for f in child_endpoint.fields], {})
                     prefix = uri_prefix.rsplit("/", len(endpoint.path.split("/")))[0] + "/" + child_endpoint.path
-                    self.children[nav] = Renderer(child_endpoint, child_sel, prefix, int64_as_string, None)
+                    self.children[nav] = Renderer(child_endpoint, child_sel, prefix, knobs, None)
 
     def key_literal(self, row: list) -> str:
         if len(self.key_slots) == 1:
@@ -92,6 +94,8 @@ class Renderer:
                 out[name] = str(value)
         for name, edm in self.retyped:
             out[name] = _retype(out[name], edm)
+        if self.shapes.active:
+            self.shapes.apply(out)
         for nav in self.navs:
             child = self.children.get(nav)
             if child is None:
@@ -184,7 +188,7 @@ def run(request: QueryRequest) -> tuple[list[dict[str, Any]], str | None, int | 
     count = None
     if request.option("$inlinecount") == "allpages":
         count = _count_all(request, predicate)
-    renderer = Renderer(endpoint, selection, request.uri_prefix, knobs.int64_as_string, request.child_table)
+    renderer = Renderer(endpoint, selection, request.uri_prefix, knobs, request.child_table)
     rendered = [renderer(r) for r in page]
     next_link = _next_link(request, token_of(page[-1]), None if top is None else top - len(page)) \
         if more and page else None

@@ -7,6 +7,9 @@ through :func:`exactonline_api.redact.redact` before they land here.
 
 from __future__ import annotations
 
+# The bare form; messages that ask for a login use exactonline_api.login_hint, which knows Meltano.
+AUTH_COMMAND = "tap-exactonline auth --config <your config.json>"
+
 
 def _one_line(text: str) -> str:
     # Exact's descriptions sometimes contain CR/LF ("VAT\r\ninvalid"); a log line must stay one line.

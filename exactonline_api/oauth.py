@@ -11,9 +11,12 @@ The protocol (TokenManager), for any number of threads and processes sharing one
 
 1. Use the access token from memory or the store while it has more than ``margin`` left. No lock.
 2. Otherwise take the store lock and re-read: if somebody refreshed meanwhile, use theirs.
-3. Else mark the store ("refresh started by X"), call the token endpoint once, save the new pair,
-   and only then use it. A refresh is never retried blindly: after an unknown outcome the old
-   refresh token may already be dead, and a second try would just prove it.
+3. Else prove the answer can be stored (``reserve_write``: room reserved on disk, or a test write of
+   the row), mark the store ("refresh started by X"), call the token endpoint once, save the new
+   pair, and only then use it. A refresh is never retried blindly: after an unknown outcome the old
+   refresh token may already be dead, and a second try would just prove it. A save that still fails
+   is retried, then the pair is set aside in the store's recovery file and kept in memory; the
+   next run takes it over (README, "When the token store is in trouble").
 4. "Old refresh token used" means someone refreshed; under the lock that someone can only be
    outside the store (or a process that died before saving), so it is final: the user must log in
    again, and the message says so. "Too early" does not consume the refresh token: keep the stored
@@ -37,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 from urllib.parse import unquote, urlencode
 
 import requests
@@ -55,7 +59,8 @@ from exactonline_api.errors import (
 )
 from exactonline_api.redact import install as install_redaction
 from exactonline_api.redact import redact, register_secret
-from exactonline_api.tokens import TokenSet, TokenStore, crash_point, process_label
+from exactonline_api.tokens import TokenSet, TokenStore, TokenStoreError, crash_point, process_label
+from exactonline_api.tokenset import newest
 
 log = logging.getLogger("exactonline_api.oauth")
 
@@ -226,7 +231,7 @@ class OAuthClient:
         body_text = "" if error or description else response.text[:500]
         text = f"{error} {description} {reason} {body_text}".lower()
         shown = f"HTTP {status} {error or 'error'}: {redact(description or reason or 'no description')}"
-        kwargs = {"status": status, "error": error, "description": description or reason}
+        kwargs: dict[str, Any] = {"status": status, "error": error, "description": description or reason}
 
         if "too many token requests" in text or "toomanytokenrequests" in text:
             # Exact's cap on token calls per app and user per day; the refresh token is untouched.
@@ -299,6 +304,8 @@ class TokenManager:
         margin_seconds: float = 30,
         max_margin_fraction: float = 0.05,
         now: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        save_retry_delays: tuple[float, ...] = (0.2, 1.0),
     ) -> None:
         # Whoever handles tokens gets scrubbed logs, whether or not the entry point remembered to ask.
         install_redaction()
@@ -309,8 +316,12 @@ class TokenManager:
         self.margin_seconds = margin_seconds
         self.max_margin_fraction = max_margin_fraction
         self.now = now
+        self.sleep = sleep
+        self.save_retry_delays = save_retry_delays
         self.refresh_count = 0
         self._cached: TokenSet | None = None
+        # Tokens Exact issued that the store could not take: the only live pair until it is saved.
+        self._unsaved: TokenSet | None = None
         # After a "too early" refusal: keep the current token without asking Exact again until then.
         self._hold_until = 0.0
         # Serialises this process's threads; the store lock serialises processes.
@@ -339,6 +350,21 @@ class TokenManager:
                     return candidate.access_token
             return self._refresh(rejected=rejected).access_token
 
+    def check_can_save(self) -> None:
+        """Before a login: prove the store can take new tokens, so no login is wasted on a broken store."""
+        with self.store.locked(replacing=True):
+            self.store.reserve_write(None)
+
+    def save_login(self, obtain: Callable[[], TokenSet]) -> bool:
+        """Get a login's first pair (``obtain`` exchanges the code) and save it like a refresh, never
+        losing it. Replaces whatever the store held, a damaged file included. False: set aside only."""
+        with self.store.locked(replacing=True):
+            self.store.reserve_write(None)
+            tokens = obtain()
+            self._cached = tokens
+            self._save(tokens)
+        return self._unsaved is None
+
     def tokens(self) -> TokenSet | None:
         """The token set in use (for reports); no secrets are printed by its repr."""
         return self._cached or self.store.read()
@@ -351,68 +377,105 @@ class TokenManager:
         return bool(tokens.access_token) and self.now() < tokens.access_expires_at - self._margin(tokens)
 
     def _refresh(self, rejected: str | None) -> TokenSet:
-        store = self.store
-        with store.locked() as current:
-            if current is None:
-                if not self.seed_refresh_token:
-                    raise ReauthorizationRequired(f"No Exact Online tokens in {store.describe()} yet",
-                                                  first_login=True)
-                log.info("token store %s is empty: seeding it from refresh_token in the config", store.describe())
-                current = TokenSet("", 0.0, self.seed_refresh_token, 0.0)
-            elif current.access_token != rejected and self._usable(current):
-                # Somebody refreshed while we waited for the lock.
-                self._cached = current
-                return current
-            elif rejected is not None and current.access_token == rejected and self._usable(current):
-                log.warning(
-                    "Exact rejected an access token that should be valid until %s; refreshing it",
-                    _clock(current.access_expires_at),
-                )
+        result: TokenSet | None = None
+        try:
+            with self.store.locked() as current:
+                if self._unsaved is not None and newest(current, self._unsaved) is current:
+                    self._unsaved = None  # on disk again (taken over from the recovery file), or superseded
+                result = self._refresh_locked(newest(current, self._unsaved), rejected)
+        except TokenStoreError as exc:
+            # Only letting go of the store failed (e.g. a PostgreSQL connection lost while it was
+            # being written) after the new tokens were rescued: they are good, use them.
+            if result is None or result is not self._unsaved:
+                raise
+            log.warning("releasing the token store failed after the new tokens were set aside: %s", exc)
+        return result
 
-            if current.interrupted_refresh:
-                log.warning(
-                    "a token refresh started at %s by %s never saved its result; trying the stored refresh token",
-                    _clock(current.refresh_started_at or 0),
-                    current.refresh_started_by or "an unknown process",
-                )
-            store.mark_refresh_started(process_label())
-            crash_point("after_refresh_mark")
-            try:
-                new = self.oauth.refresh(current.refresh_token)
-            except (OldRefreshTokenUsed, InvalidGrant, RefreshTooEarly) as exc:
-                return self._after_refused_refresh(current, exc, rejected)
-            except RefreshTokenExpired:
+    def _refresh_locked(self, current: TokenSet | None, rejected: str | None) -> TokenSet:
+        store = self.store
+        if current is None:
+            if not self.seed_refresh_token:
+                raise ReauthorizationRequired(f"No Exact Online tokens in {store.describe()} yet",
+                                              first_login=True)
+            log.info("token store %s is empty: seeding it from refresh_token in the config", store.describe())
+            current = TokenSet("", 0.0, self.seed_refresh_token, 0.0)
+        elif current.access_token != rejected and self._usable(current):
+            # Somebody refreshed while we waited for the lock.
+            self._cached = current
+            return current
+        elif rejected is not None and current.access_token == rejected and self._usable(current):
+            log.warning(
+                "Exact rejected an access token that should be valid until %s; refreshing it",
+                _clock(current.access_expires_at),
+            )
+
+        if current.interrupted_refresh:
+            log.warning(
+                "a token refresh started at %s by %s never saved its result; trying the stored refresh token",
+                _clock(current.refresh_started_at or 0),
+                current.refresh_started_by or "an unknown process",
+            )
+        # Prove the answer can be stored before Exact rotates the refresh token.
+        store.reserve_write(current)
+        store.mark_refresh_started(process_label())
+        crash_point("after_refresh_mark")
+        try:
+            new = self.oauth.refresh(current.refresh_token)
+        except (OldRefreshTokenUsed, InvalidGrant, RefreshTooEarly) as exc:
+            return self._after_refused_refresh(current, exc, rejected)
+        except RefreshTokenExpired:
+            store.clear_refresh_mark()
+            raise
+        except TokenEndpointError as exc:
+            if not exc.outcome_unknown:
                 store.clear_refresh_mark()
                 raise
-            except TokenEndpointError as exc:
-                if not exc.outcome_unknown:
-                    store.clear_refresh_mark()
-                    raise
-                # Leave the mark: the next process must know this refresh may have happened.
-                raise TokenEndpointError(
-                    f"{exc}. The stored refresh token may now be used up; the next run will tell "
-                    f"(if it reports the token as already used, run `tap-exactonline auth`)",
-                    outcome_unknown=True,
-                    status=exc.status,
-                ) from None
-            except ConfigError:
-                store.clear_refresh_mark()
-                raise
-            crash_point("after_token_response")
-            # Save before use: from now on the old refresh token is dead and this pair is the only
-            # way back in.
+            # Leave the mark: the next process must know this refresh may have happened.
+            raise TokenEndpointError(
+                f"{exc}. The stored refresh token may now be used up; the next run will tell "
+                f"(if it reports the token as already used, run `tap-exactonline auth`)",
+                outcome_unknown=True,
+                status=exc.status,
+            ) from None
+        except ConfigError:
+            store.clear_refresh_mark()
+            raise
+        crash_point("after_token_response")
+        # Save before use: from now on the old refresh token is dead and this pair is the only
+        # way back in.
+        self.refresh_count += 1
+        self._cached = new
+        self._save(new)
+        log.info("refreshed access token (expires %s)", _clock(new.access_expires_at))
+        return new
+
+    def _save(self, new: TokenSet) -> None:
+        """Write ``new`` to the store; if it will not go, never lose it (issue #15, README "Token store").
+
+        Retry a few times, then set it aside in the store's recovery file (mode 0600), keep it in
+        memory for the rest of the run, and say in one line where it is and how to restore it.
+        """
+        store = self.store
+        failure: ExactError | None = None
+        for delay in (0.0, *self.save_retry_delays):
+            if delay:
+                self.sleep(delay)
             try:
                 store.write(new)
-            except (OSError, ExactError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                raise ReauthorizationRequired(
-                    f"Exact issued new tokens but saving them to {store.describe()} failed ({reason}), and the "
-                    "previous refresh token is no longer valid; fix the token store first"
-                ) from None
-            self.refresh_count += 1
-            self._cached = new
-            log.info("refreshed access token (expires %s)", _clock(new.access_expires_at))
-            return new
+            except ExactError as exc:
+                failure = exc
+                continue
+            self._unsaved = None
+            return
+        self._unsaved = new
+        aside = store.rescue(new)
+        if aside is None:
+            log.error(
+                "Exact issued new tokens but they could not be saved (%s) nor set aside; they live only in this "
+                "process, which finishes its work with them. Fix the token store before the next run, which "
+                "will otherwise need `tap-exactonline auth`", failure)
+            return
+        log.warning("Exact issued new tokens but they could not be saved (%s); %s", failure, aside)
 
     def _after_refused_refresh(self, current: TokenSet, exc: OAuthError, rejected: str | None) -> TokenSet:
         store = self.store

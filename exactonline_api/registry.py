@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
+from exactonline_api.datekinds import calendar_fields
+
 SYNC, BULK, PARENT, STANDARD = "sync", "bulk", "parent", "standard"
 
 # Standard endpoints that cannot be listed with a bare GET: functions and
@@ -152,6 +154,8 @@ class Entity:
     deleted_entity_type: int | None = None
     selected_by_default: bool = False
     alternatives: tuple[str, ...] = field(default=())
+    # Edm.DateTime properties that are calendar dates (datekinds.py); the others are moments.
+    calendar_dates: frozenset[str] = frozenset()
 
     @property
     def writable(self) -> Endpoint | None:
@@ -348,6 +352,7 @@ def _entity(stream: str, anchor: str, group: dict[str, Endpoint], parent: Parent
         deleted_entity_type=deleted_by_path.get(sync.path) if sync else None,
         selected_by_default=stream in DEFAULT_SELECTED,
         alternatives=alternatives,
+        calendar_dates=calendar_fields(stream, ((f.name, f.edm) for f in fields)),
     )
 
 

@@ -55,6 +55,32 @@ def date_literal_to_iso(value: str) -> str | None:
     return _iso_utc(local_ms - _offset_ms_for_local_hour(local_ms // _HOUR_MS))
 
 
+@lru_cache(maxsize=16384)
+def calendar_date(value: str) -> tuple[str | None, bool]:
+    """A calendar-date value -> (``"YYYY-MM-DD"`` as Exact shows it, whether it had a time of day).
+
+    Exact stores a calendar date as local midnight, so the local wall-clock
+    day *is* the date: ``/Date(ms)/`` is already local time, and integer
+    division gives the day with no time zone involved (the host's ``TZ``
+    never enters). A value that is not midnight keeps its local day; the
+    flag lets the caller warn. ISO text is read as Exact local time when
+    naive. Cached on the literal, like :func:`date_literal_to_iso`.
+    """
+    if value[:6] == "/Date(":
+        local_ms = exact_ms(value)
+        if local_ms is None:
+            return None, False
+        day, rest = divmod(local_ms, 86_400_000)
+        return _day_prefix(day)[:10], rest != 0
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None, False
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(EXACT_TZ)
+    return parsed.date().isoformat(), parsed.time() != datetime.min.time()
+
+
 @lru_cache(maxsize=4096)
 def _day_prefix(day: int) -> str:
     return (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")

@@ -376,6 +376,7 @@ def run_auth(
     base_url = base_url_of(config)
     manager = token_manager_from_config(config, base_url)
     oauth, store = manager.oauth, manager.store
+    manager.check_can_save()  # a store that cannot take the tokens fails now, before the login
 
     if mode == "auto":
         mode = "callback" if is_local_redirect(redirect_uri) else "paste"
@@ -415,10 +416,8 @@ def run_auth(
             server.close()
 
     code = parse_redirect(redirected, state)
-    tokens = oauth.exchange_code(code, redirect_uri)
-    with store.locked():
-        store.write(tokens)
-    print(f"Tokens saved to {store.describe()}.", file=out)
+    if manager.save_login(lambda: oauth.exchange_code(code, redirect_uri)):
+        print(f"Tokens saved to {store.describe()}.", file=out)
 
     # The login itself is done; a failure from here on must not read as "auth failed".
     try:

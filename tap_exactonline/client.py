@@ -18,7 +18,7 @@ from exactonline_api.registry import Endpoint, Entity
 from tap_exactonline import pages
 from tap_exactonline.output import ExactMessageWriter, RecordWriter, is_plain
 from tap_exactonline.pages import TypedRows
-from tap_exactonline.schema import build_schema, record_converter
+from tap_exactonline.schema import OffMidnight, build_schema, record_converter
 
 if t.TYPE_CHECKING:
     import requests
@@ -81,7 +81,12 @@ class ExactStream(RESTStream):
         # Built on first use: the catalog's selection is known by then, and the
         # converter keeps exactly the selected properties.
         keep = [name for name in self.schema["properties"] if self._is_selected(name)]
-        return record_converter(self.entity, keep=[*keep, *self.primary_keys])
+        return record_converter(self.entity, keep=[*keep, *self.primary_keys], trim=self.exact.trims_text,
+                                warn=self._off_midnight)
+
+    @cached_property
+    def _off_midnight(self) -> OffMidnight:
+        return OffMidnight(self.name)  # shared by both decoders: one warning per field either way
 
     @cached_property
     def _typed(self) -> TypedRows | None:
@@ -89,7 +94,8 @@ class ExactStream(RESTStream):
         if not self.typed_pages or self._record_writer is None:
             return None
         fields = self.select_fields()
-        return TypedRows(self.entity, fields if "Division" in fields else [*fields, "Division"])
+        return TypedRows(self.entity, fields if "Division" in fields else [*fields, "Division"],
+                         trim=self.exact.trims_text, warn=self._off_midnight)
 
     @cached_property
     def _record_writer(self) -> RecordWriter | None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 
+from exactonline_api.datekinds import check_overrides, datetime_fields
+from exactonline_api.errors import ConfigError
 from exactonline_api.login_hint import auth_command
 from exactonline_api.registry import BULK, STANDARD, SYNC, entities
 from exactonline_api.settings_check import Config, positive
@@ -24,6 +26,7 @@ def tap_problems(config: Config) -> list[str]:
         *positive(config, "max_rate_limit_wait", minimum=0, what=" seconds"),
         *positive(config, "request_timeout", what=" seconds"),
         *_api_overrides(config.get("api_overrides") or {}),
+        *_date_fields(config.get("date_fields")),
     ]
 
 
@@ -67,3 +70,11 @@ def _api_overrides(overrides: dict) -> list[str]:
             problems.append(f"api_overrides: {stream}: Exact has no {api} endpoint for it "
                             f"(available: {', '.join(entity.alternatives)})")
     return problems
+
+
+def _date_fields(overrides: object) -> list[str]:
+    try:
+        check_overrides(overrides, datetime_fields())
+    except ConfigError as exc:  # its messages already start with the setting's name
+        return [str(exc) if str(exc).startswith("date_fields") else f"date_fields: {exc}"]
+    return []

@@ -148,7 +148,7 @@ STREAM_CLASSES: dict[str, type[ExactStream]] = {
 def build_streams(tap: TapExactOnline) -> list[ExactStream]:
     streams: list[ExactStream] = []
     for entity in entities().values():
-        entity = tap.apply_api_override(entity)
+        entity = tap.apply_date_fields(tap.apply_api_override(entity))
         cls = DeletedStream if entity.source.path == "sync/Deleted" else STREAM_CLASSES[entity.api]
         streams.append(cls(tap, entity))
     return streams

@@ -16,6 +16,7 @@ from exactonline_api import odata
 from exactonline_api.cli import run_plugin
 from exactonline_api.settings import connection_properties, logging_properties
 from exactonline_api.settings_check import checked
+from exactonline_api.datekinds import calendar_fields
 from exactonline_api.errors import DailyBudgetExhausted, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
@@ -69,6 +70,15 @@ class TapExactOnline(Tap):
                                 "ACTIVATE_VERSION applies to the whole table and would remove the other jobs' rows"),
         th.Property("api_overrides", th.ObjectType(additional_properties=th.StringType),
                     description="Per stream, force 'sync', 'bulk' or 'standard' instead of the cheapest API"),
+        th.Property("date_fields", th.ObjectType(additional_properties=th.ObjectType(
+                        additional_properties=th.StringType)),
+                    description="Per stream and Edm.DateTime property, override its class: 'date' (a calendar "
+                                "date, emitted as YYYY-MM-DD) or 'moment' (UTC date-time), e.g. "
+                                '{"sales_invoices": {"DueDate": "moment"}}; the default classes are in '
+                                "exactonline_api/data/datetime_kinds.tsv"),
+        th.Property("trim_text", th.BooleanType, default=True,
+                    description="Remove the blanks Exact pads fixed-width text with (codes, countries, VAT "
+                                "codes), as Exact's screens show it; false keeps the raw values"),
         th.Property("max_rate_limit_wait", th.IntegerType, default=90,
                     description="Longest single wait (seconds) for a minutely window after a 429 or when "
                                 "the minutely budget is nearly spent"),
@@ -101,6 +111,19 @@ class TapExactOnline(Tap):
         if self.config.get("start_year"):
             return datetime(int(self.config["start_year"]), 1, 1, tzinfo=EXACT_TZ).astimezone(timezone.utc)
         return None
+
+    @property
+    def trims_text(self) -> bool:
+        return bool(self.config.get("trim_text", True))
+
+    def apply_date_fields(self, entity: Entity) -> Entity:
+        """The user's ``date_fields`` overrides applied to one stream's calendar dates."""
+        # Read from the config, not from _check_config: the SDK may build streams before it ran.
+        overrides = self.config.get("date_fields")
+        if not overrides or not isinstance(overrides, dict):
+            return entity
+        fields = ((f.name, f.edm) for f in entity.fields)
+        return dataclasses.replace(entity, calendar_dates=calendar_fields(entity.stream_name, fields, overrides))
 
     def apply_api_override(self, entity: Entity) -> Entity:
         wanted = (self.config.get("api_overrides") or {}).get(entity.stream_name)

@@ -59,8 +59,13 @@ def is_empty(value: Any) -> bool:
 # -- record value -> Exact JSON value ----------------------------------------------------------------
 
 
-def to_wire(edm: str, value: Any) -> Any:
-    """The JSON value for a POST/PUT body; ``None`` for empty input of a non-text type."""
+def to_wire(edm: str, value: Any, *, calendar: bool = False) -> Any:
+    """The JSON value for a POST/PUT body; ``None`` for empty input of a non-text type.
+
+    A calendar date (``calendar``) is written as midnight of its local day, whether the input is
+    ``2023-01-01`` (the tap's form) or a date-time such as ``2022-12-31T23:00:00+00:00`` (an older
+    warehouse's UTC instant of that midnight): Exact shows both as 1 January.
+    """
     if value is None:
         return None
     if edm == "Edm.String":
@@ -85,7 +90,8 @@ def to_wire(edm: str, value: Any) -> Any:
     if edm == "Edm.Boolean":
         return _boolean(value)
     if edm == "Edm.DateTime":
-        return _wire_datetime(local_datetime(value))
+        moment = local_datetime(value)
+        return _wire_datetime(datetime(moment.year, moment.month, moment.day) if calendar else moment)
     if edm == "Edm.Binary":
         return clean_base64(value)[0]
     return value

@@ -50,6 +50,7 @@ from typing import Any
 
 from exactonline_api.errors import ConfigError, ExactError
 from exactonline_api.filelock import wait_for_flock
+from exactonline_api.safefile import problem
 from exactonline_api.tokens import crash_point, default_store_path, process_label
 
 LOG = logging.getLogger("target_exactonline.ledger")
@@ -199,7 +200,11 @@ class Ledger:
         return conn
 
     def _lock(self) -> None:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:  # a read-only or full disk, no permission: one line, not a traceback
+            raise problem(exc, "create the ledger lock", self.lock_path, setting="ledger_path",
+                          error=ExactError) from None
         if not wait_for_flock(fd, self.lock_timeout, max_delay=0.25):
             holder = ""
             with contextlib.suppress(OSError):

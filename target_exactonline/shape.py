@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from exactonline_api.datekinds import is_calendar_date
 from exactonline_api.registry import Endpoint, Field
 from target_exactonline import attachments as files
 from target_exactonline.fields import BadValue, is_empty, squash, to_wire
@@ -103,7 +104,7 @@ class RecordShaper:
                     ignored.append(fld.name)
                 else:
                     try:
-                        item.values[fld.name] = to_wire(fld.edm, value)
+                        item.values[fld.name] = to_wire(fld.edm, value, calendar=is_calendar_date(fld.name))
                     except BadValue as exc:
                         raise BadValue(f"{fld.name}: {exc}") from None
         self._report(unknown, ignored)

@@ -93,7 +93,10 @@ def test_every_gettable_endpoint_serves_typed_rows(sandbox_factory, sandbox_clie
         division = None if not endpoint.has_division else 102
         response = api.get(division, endpoint.path, params)
         assert response.status_code == 200, (endpoint.path, response.text[:300])
-        rows = response.json()["d"]["results"]
+        body = response.json()["d"]
+        # read/ functions answer a bare array (REFERENCE.md 14.4), collections {"results": [...]}
+        assert isinstance(body, list) == endpoint.path.startswith("read/"), endpoint.path
+        rows = body if isinstance(body, list) else body["results"]
         assert rows, endpoint.path
         for row in rows:
             assert set(row) == {"__metadata"} | {f.name for f in fields}, endpoint.path

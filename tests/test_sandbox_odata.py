@@ -235,17 +235,17 @@ def test_sync_timestamp_function(sandbox, sandbox_client):
                               {"Description": "mid", "Modified": "2025-06-01T10:00:00"})
     params = {"modified": "datetime'2025-05-01T00:00:00'", "endPoint": "'TransactionLines'"}
     body = api.get(101, "read/sync/Sync/SyncTimestamp", params).json()
-    row = body["d"]["results"][0]
+    row = body["d"][0]  # a function: a bare array
     assert row["API"] == "TransactionLines" and row["TimeStampAsBigInt"] == str(old["Timestamp"])
     assert row["Modified"] == "/Date(1746057600000)/"
     first = api.get(101, "read/sync/Sync/SyncTimestamp",
                     {"modified": "datetime'2000-01-01'", "endPoint": "'TransactionLines'"}).json()
-    assert first["d"]["results"][0]["TimeStampAsBigInt"] == "1"
+    assert first["d"][0]["TimeStampAsBigInt"] == "1"
     assert api.get(101, "read/sync/Sync/SyncTimestamp", {"modified": "datetime'2025-05-01'"}).status_code == 400
     sandbox.delete(101, "financialtransaction/TransactionLines", mid["ID"])
     deleted = api.get(101, "read/sync/Sync/SyncTimestamp",
                       {"modified": "datetime'2999-01-01'", "endPoint": "'Deleted'"}).json()
-    assert int(deleted["d"]["results"][0]["TimeStampAsBigInt"]) > mid["Timestamp"]
+    assert int(deleted["d"][0]["TimeStampAsBigInt"]) > mid["Timestamp"]
 
 
 def test_current_me_and_divisions(sandbox, sandbox_client):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import jsonschema
 import pytest
 
@@ -134,16 +136,16 @@ def test_start_date_uses_sync_timestamp(sandbox, tmp_path):
     assert "read/sync/Sync/SyncTimestamp" in paths
 
 
-def test_dates_are_utc_and_types_are_cast(sandbox, tmp_path):
+def test_moments_are_utc_calendar_dates_are_days_and_types_are_cast(sandbox, tmp_path):
     division = sandbox.divisions[0]
     config = tap_config(sandbox, tmp_path, divisions=[division])
     out = run_tap(config, streams={"transaction_lines"})
     row = out.records["transaction_lines"][0]
     assert isinstance(row["Timestamp"], int)
     assert row["Division"] == division
-    for name in ("Date", "Modified", "Created"):
-        if row.get(name):
-            assert row[name].endswith("+00:00"), row[name]
+    for name in ("Modified", "Created"):
+        assert row[name].endswith("+00:00"), row[name]
+    assert len(row["Date"]) == 10 and date.fromisoformat(row["Date"]), row["Date"]
 
 
 def test_upsert_of_two_runs_equals_source(sandbox, tmp_path):

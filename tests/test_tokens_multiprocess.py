@@ -208,8 +208,8 @@ def test_killed_during_refresh_store_stays_whole_and_auth_recovers(
         store.close()
 
 
-@pytest.mark.slow
-def test_killed_before_the_request_left_needs_no_login(sandbox_factory, tmp_path):
+def _expired_file_store(sandbox_factory, tmp_path):
+    """A file store a first worker seeded, once its (2 s) access token has expired."""
     sandbox = sandbox_factory(access_token_lifetime=2, refresh_too_early_seconds=1.8, token_calls_per_day=0)
     spec = str(tmp_path / "tokens.json")
     secrets_file = tmp_path / "secrets.txt"
@@ -217,9 +217,30 @@ def test_killed_before_the_request_left_needs_no_login(sandbox_factory, tmp_path
     assert _worker(sandbox, spec, secrets_file, seed=sandbox.mint_refresh_token())[0] == 0
     store = FileTokenStore(spec, client_id=sandbox.client_id)
     time.sleep(max(0.0, store.read().access_expires_at - time.time()))
+    return sandbox, spec, secrets_file, store
+
+
+@pytest.mark.slow
+def test_killed_before_the_request_left_needs_no_login(sandbox_factory, tmp_path):
+    sandbox, spec, secrets_file, store = _expired_file_store(sandbox_factory, tmp_path)
     code, _, _ = _worker(sandbox, spec, secrets_file, crash_at="after_refresh_mark")
     assert code == -9 and store.read().interrupted_refresh
     code, result, text = _worker(sandbox, spec, secrets_file)
     assert code == 0 and result["errors"] == [] and result["refreshes"] == 1, text
     assert "never saved its result; trying the stored refresh token" in text
     assert not store.read().interrupted_refresh
+
+
+@pytest.mark.slow
+def test_killed_after_the_pair_reached_the_pending_file_needs_no_login(sandbox_factory, tmp_path):
+    # The reserved pending file already holds Exact's answer: the next run takes it over.
+    sandbox, spec, secrets_file, store = _expired_file_store(sandbox_factory, tmp_path)
+    before = _core(store)
+    code, _, _ = _worker(sandbox, spec, secrets_file, crash_at="before_store_rename")
+    assert code == -9 and _core(store) == before and (tmp_path / ".tokens.json.pending").exists()
+    code, result, text = _worker(sandbox, spec, secrets_file)
+    assert code == 0 and result["errors"] == [], text
+    assert "took over the newer tokens saved in" in text and not (tmp_path / ".tokens.json.pending").exists()
+    calls = _token_calls(sandbox)
+    assert all(c["status"] == 200 for c in calls) and not store.read().interrupted_refresh
+    assert len(calls) - result["refreshes"] == 2  # the seed and the killed refresh: no login, nothing refused

@@ -24,7 +24,7 @@ from exactonline_api.errors import (
 )
 from exactonline_api.oauth import OAuthClient, TokenManager
 from exactonline_api.tokens import FileTokenStore, TokenSet
-from tests.tokens_support import FakeExact
+from tests.tokens_support import Clock, FakeExact, store_with_tokens
 
 CLIENT = "client-0001"
 SECRET = "client-secret-for-unit-tests"
@@ -155,22 +155,9 @@ def test_exchange_code_decodes_the_bang_and_explains_a_rejection():
 # -- TokenManager -----------------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.t = start
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture
 def world(tmp_path):
-    clock = Clock()
-    fake = FakeExact(clock=clock)
-    store = FileTokenStore(tmp_path / "t.json", client_id=CLIENT, lock_timeout=5)
-    with store.locked():
-        store.write(fake.mint())
-    return clock, fake, store
+    return store_with_tokens(tmp_path / "t.json", CLIENT)
 
 
 def manager(store, fake, clock, **kw) -> TokenManager:
@@ -194,26 +181,6 @@ def test_token_near_expiry_is_refreshed_once_and_saved_before_use(world):
     assert new != old and fake.calls == ["ok"] and tm.refresh_count == 1
     assert store.read().access_token == new and not store.read().interrupted_refresh
     assert tm.access_token() == new and fake.calls == ["ok"]
-
-
-def test_a_failed_save_never_hands_out_the_new_token(world, monkeypatch):
-    clock, fake, store = world
-    tm = manager(store, fake, clock)
-    clock.t += 590
-
-    def disk_full(tokens):
-        raise OSError(28, "No space left on device")
-
-    issued: list[TokenSet] = []
-    real_refresh = fake.refresh
-    monkeypatch.setattr(fake, "refresh", lambda token: issued.append(real_refresh(token)) or issued[-1])
-    monkeypatch.setattr(store, "write", disk_full)
-    with pytest.raises(ReauthorizationRequired, match=r"saving them to file .* failed \(No space left on device\)"):
-        tm.access_token()
-    assert len(issued) == 1 and tm.refresh_count == 0
-    assert tm._cached is None or tm._cached.access_token != issued[0].access_token
-    # The mark stays, so the next process can tell the user what happened.
-    assert store.read().interrupted_refresh
 
 
 def test_margin_is_capped_to_exacts_refresh_window(tmp_path):

@@ -233,8 +233,8 @@ def test_store_of_another_client_is_refused(tmp_path):
 
 
 def test_hand_broken_file_gives_one_clear_line(tmp_path):
-    (tmp_path / "t.json").write_text("{not json")
-    with pytest.raises(ExactError, match=r"not valid JSON: fix or delete it") as info:
+    (tmp_path / "t.json").write_text('{"access_token": not json}')
+    with pytest.raises(ExactError, match=r"is damaged \(it is not valid JSON\); it was left as it is") as info:
         FileTokenStore(tmp_path / "t.json", client_id=CLIENT).read()
     assert "\n" not in str(info.value)
 

@@ -41,6 +41,28 @@ def pg_url():
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class Clock:
+    """A clock the test moves by hand (``clock.t += 600``)."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.t = start
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def store_with_tokens(path: Path, client_id: str, *, lock_timeout: float = 5):
+    """A clock, a FakeExact on it and a file store holding a pair it just issued."""
+    from exactonline_api.tokens import FileTokenStore
+
+    clock = Clock()
+    fake = FakeExact(clock=clock)
+    store = FileTokenStore(path, client_id=client_id, lock_timeout=lock_timeout)
+    with store.locked():
+        store.write(fake.mint())
+    return clock, fake, store
+
+
 class FakeExact:
     """Exact's token rules in memory: rotation, the too-early window, expiry. Thread-safe.
 

@@ -33,14 +33,25 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.timezone.utc)
 
 
-def normalize(value, edm: str):
-    """One comparable form per Edm type; SKIP for what is not compared (binary, nested)."""
+def normalize(value, edm: str, *, calendar: bool = False):
+    """One comparable form per Edm type; SKIP for what is not compared (binary, nested).
+
+    A calendar date compares as the day Exact shows (the warehouse holds a ``date``); text
+    without Exact's fixed-width padding (the tap trims it, as Exact's screens do).
+    """
     if value is None:
         return None
     if edm.startswith("Collection(") or not edm.startswith("Edm.") or edm == "Edm.Binary":
         return SKIP
     if isinstance(value, (dict, list)):
         return SKIP
+    if edm == "Edm.DateTime" and calendar:
+        if isinstance(value, dt.date):
+            return dt.date(value.year, value.month, value.day)
+        text = str(value)
+        if text.startswith("/Date("):  # Amsterdam wall clock: its day is the date
+            return dt.date(1970, 1, 1) + dt.timedelta(milliseconds=int(text[6:-2].split("+")[0]))
+        return dt.date.fromisoformat(text[:10])
     if edm == "Edm.DateTime":
         if isinstance(value, dt.datetime):
             return _utc(value).replace(microsecond=value.microsecond // 1000 * 1000)
@@ -60,7 +71,7 @@ def normalize(value, edm: str):
         return round(float(value), 6)
     if edm in ("Edm.Int16", "Edm.Int32", "Edm.Int64", "Edm.Byte"):
         return int(value) if not isinstance(value, Decimal) else int(value)
-    return str(value)
+    return str(value).strip(" ")
 
 
 def key_of(row: dict, key: tuple[str, ...]) -> tuple:
@@ -100,8 +111,9 @@ def diff_rows(stream: str, sandbox_rows: list[dict], warehouse_rows: list[dict],
         for name in compared_fields:
             if name not in s_row:
                 continue
-            a = normalize(s_row[name], types[name])
-            b = normalize(w_row.get(name), types[name])
+            calendar = name in ent.calendar_dates
+            a = normalize(s_row[name], types[name], calendar=calendar)
+            b = normalize(w_row.get(name), types[name], calendar=calendar)
             if a is SKIP or b is SKIP or a == b:
                 continue
             problems.append(f"{stream} {k}: {name}: sandbox {s_row[name]!r} != warehouse {w_row.get(name)!r}")

@@ -47,9 +47,20 @@ def bash_blocks(text: str) -> list[str]:
 
 
 def commands(block: str) -> list[str]:
-    """One command a line; `  # ...` comments dropped (quotes never hold `  #` in the README)."""
-    lines = (line.split("  #", 1)[0].strip() for line in block.splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+    """One command a line (a line ending in `|` or `\\` goes on); `  # ...` comments dropped (quotes never
+    hold `  #` in the README)."""
+    found, pending = [], ""
+    for raw in block.splitlines():
+        line = raw.split("  #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        pending = f"{pending} {line}" if pending else line
+        if pending.endswith("\\"):
+            pending = pending[:-1].rstrip()
+        elif not pending.endswith("|"):
+            found.append(pending)
+            pending = ""
+    return found
 
 
 def fresh_copy() -> Path:
