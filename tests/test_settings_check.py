@@ -70,6 +70,9 @@ TAP = [
     ("api_overrides", {"{no_bulk}": "bulk"}),
     ("api_overrides", ["accounts"]),
     ("divisons", [101]),
+    ("date_fields", {"acounts": {"Created": "date"}}),
+    ("date_fields", {"accounts": {"Created": "day"}}),
+    ("date_fields", "accounts"),
 ]
 
 TARGET = [
@@ -103,6 +106,11 @@ def _bad(tmp_path: Path, setting: str, value):
     return config
 
 
+def names(line: str, setting: str) -> bool:
+    """The line starts with the setting (``date_fields.accounts.Created: ...`` names one inside it)."""
+    return line.startswith((f"{setting}: ", f"{setting}."))
+
+
 def _lines(plugin, config: dict) -> list[str]:
     with pytest.raises(BadSettings) as caught:
         plugin(config=config)
@@ -113,14 +121,14 @@ def _lines(plugin, config: dict) -> list[str]:
 def test_tap_names_each_bad_setting(tmp_path, setting, value):
     lines = _lines(TapExactOnline, _bad(tmp_path, setting, value))
     assert len(lines) == 1, lines
-    assert lines[-1].startswith(f"{setting}: "), lines
+    assert names(lines[-1], setting), lines
 
 
 @pytest.mark.parametrize(("setting", "value"), COMMON + TARGET, ids=lambda v: str(v)[:30])
 def test_target_names_each_bad_setting(tmp_path, setting, value):
     lines = _lines(TargetExactOnline, _bad(tmp_path, setting, value))
     assert len(lines) == 1, lines
-    assert lines[-1].startswith(f"{setting}: "), lines
+    assert names(lines[-1], setting), lines
 
 
 def test_several_mistakes_get_a_line_each(tmp_path):
