@@ -169,20 +169,26 @@ def token_store_problems(spec: str) -> list[str]:
             return ["token_store: the postgresql:// URL names no host, e.g. postgresql://user@db.example.com/exact"]
         return []
     path = Path(os.path.expandvars(os.path.expanduser(spec)))
-    return file_problems("token_store", path, dir_ok=True)
-
-
-def file_problems(name: str, path: Path, *, dir_ok: bool = False) -> list[str]:
-    """A file this plugin will create or rewrite: the file (if any) and its folder must be writable."""
-    if path.is_dir():
-        if not dir_ok:
-            return [f"{name}: {path} is a folder; name a file in it"]
+    if path.is_dir():  # the store's default file name inside it (exactonline_api.tokens)
+        existing = [p for p in path.glob("exactonline-*.token.json") if p.is_file()]
+        if existing:
+            return file_problems("token_store", existing[0], write=False)
         if not writable_folder(path):
-            return [f"{name}: cannot write in the folder {path}; choose a folder this user can write"]
+            return [f"token_store: cannot write in the folder {path}; choose a folder this user can write"]
         return []
+    # An existing store only has to be readable: while its access token is valid a read-only store
+    # works, and a refresh it could not save is refused at that moment (exactonline_api.tokens).
+    return file_problems("token_store", path, write=False)
+
+
+def file_problems(name: str, path: Path, *, write: bool = True) -> list[str]:
+    """A file this plugin reads and (``write``) rewrites, or creates: then its folder must be writable."""
+    if path.is_dir():
+        return [f"{name}: {path} is a folder; name a file in it"]
     if path.exists():
-        if not os.access(path, os.R_OK | os.W_OK):
-            return [f"{name}: cannot read and write {path}; fix its permissions or choose another file"]
+        wanted, what = (os.R_OK | os.W_OK, "read and write") if write else (os.R_OK, "read")
+        if not os.access(path, wanted):
+            return [f"{name}: cannot {what} {path}; fix its permissions or choose another file"]
         return []
     folder = path.parent
     while not folder.exists():

@@ -38,7 +38,6 @@ from exactonline_api.connect import token_manager_from_config
 from exactonline_api.errors import ConfigError, ExactAPIError, ExactError
 from exactonline_api.oauth import TokenManager
 from exactonline_api.registry import raw_metadata
-from exactonline_api.settings_check import BadSettings, connection_problems
 from tap_exactonline.client import query_string
 
 ENV_PREFIX = "TAP_EXACTONLINE_"
@@ -369,10 +368,6 @@ def run_auth(
         raise ConfigError(
             f"{', '.join(missing)} missing from the config: copy them from your app at apps.exactonline.com"
         )
-    # Before the person logs in: a code exchanged into a store that cannot be written is lost.
-    problems = connection_problems(config)
-    if problems:
-        raise BadSettings(problems)
     base_url = base_url_of(config)
     manager = token_manager_from_config(config, base_url)
     oauth, store = manager.oauth, manager.store
@@ -509,8 +504,7 @@ def main_auth(argv: list[str]) -> int:
             wait_seconds=args.wait,
         )
     except ConfigError as exc:
-        for line in getattr(exc, "lines", None) or [str(exc)]:
-            print(f"tap-exactonline auth: config error: {line}", file=sys.stderr)
+        print(f"tap-exactonline auth: config error: {exc}", file=sys.stderr)
         return 2
     except ExactError as exc:
         print(f"tap-exactonline auth: {exc}", file=sys.stderr)

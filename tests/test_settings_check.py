@@ -194,13 +194,3 @@ def test_a_bad_setting_costs_no_call(sandbox, tmp_path):
     assert sandbox.requests() == []
     assert not (tmp_path / "tokens.json").exists()
 
-
-def test_the_auth_command_checks_before_anyone_logs_in(tmp_path):
-    config = {**_bad(tmp_path, "token_store", "{file}/tokens.json"), "redirect_uri": "https://example.com/callback"}
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    proc = subprocess.run([str(BIN / "tap-exactonline"), "auth", "--config", str(tmp_path / "config.json")],
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stdout == ""  # no consent URL: a code exchanged into an unwritable store would be lost
-    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
-    assert proc.stderr.startswith("tap-exactonline auth: config error: token_store: ")
