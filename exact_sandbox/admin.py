@@ -84,8 +84,14 @@ def _set_knobs(sb, request, body):
 
 def _clock(sb, request, body):
     if request.method == "POST":
+        if "freeze" in body:  # {"freeze": true} now, {"freeze": <epoch s>} at that time, false: run on
+            freeze = body["freeze"]
+            if freeze is False:
+                sb.clock.thaw()
+            else:
+                sb.clock.freeze(None if freeze is True else float(freeze))
         sb.clock.advance(float(body.get("advance", 0)))
-    return _ok({"now": sb.clock.now(), "offset": sb.clock.offset})
+    return _ok({"now": sb.clock.now(), "offset": sb.clock.offset, "frozen": sb.clock.frozen})
 
 
 def _limits(sb, request, body):

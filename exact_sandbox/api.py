@@ -88,8 +88,9 @@ class Api:
         limit_headers: list[tuple[str, str]] = []
         if division is not None:
             if division not in chain.divisions or division not in knobs.division_codes:
+                reason = [("Reason", knobs.division_forbidden_reason)] if knobs.division_forbidden_reason else []
                 response = exact_error(knobs.division_forbidden_status,
-                                       f"Forbidden: no access to division {division}.")
+                                       f"Forbidden: no access to division {division}.", reason)
                 sb.limits.record_error(client, division, target.path)
                 return response
             if sb.limits.blocked(client, division, target.path):
@@ -133,8 +134,12 @@ class Api:
         if not allowed:
             raise fail(knobs.method_not_allowed_status,
                        f"The method {method} is not allowed on {endpoint.path}.")
+        if endpoint.path == rules.RIGHTS_PATH and method == "GET":
+            return self._user_has_rights(request)
         if method == "GET":
             return self._get(request, target, chain)
+        if not rules.has_rights(knobs, endpoint.path, endpoint.group.key):
+            raise fail(403, f"Forbidden - you have no rights for {endpoint.path}.")
         with self.sb.store.lock:
             if method == "POST":
                 if target.key is not None:
@@ -159,6 +164,8 @@ class Api:
         store = self.sb.store
         with store.lock:
             table, row_filter = self._source(request, target, chain)
+            if not rules.has_rights(self.sb.knobs, endpoint.path, endpoint.group.key):
+                row_filter = lambda row: False  # noqa: E731  Exact: no rights, no error, an empty list
             division = self._division_code(target)
             child_table = lambda group: store.table(division, group.key)  # noqa: E731
             qreq = query.QueryRequest(endpoint, table, request.pairs, target.url_prefix, self.sb.knobs,
@@ -315,8 +322,8 @@ class Api:
         division = sb.store.division(self._division_code(target))
         values, navs = convert_body(endpoint, parse_object(request.body), method="POST", knobs=sb.knobs)
         missing = missing_mandatory(endpoint, values)
-        if missing:
-            raise PayloadError("Mandatory: " + ", ".join(missing))
+        if missing:  # Exact: "Verplicht: Serie", HTTP 500
+            raise PayloadError("Verplicht: " + ", ".join(missing), sb.knobs.business_refusal_status)
         if len(group.identity) == 1 and group.types[group.identity[0]] == "Edm.Guid" \
                 and not values.get(group.identity[0]):
             values[group.identity[0]] = str(uuid.uuid4())
@@ -377,8 +384,24 @@ class Api:
         sb.store.update(division.code, group, key, values)
         return Response(204, b"", None)
 
+    def _user_has_rights(self, request: "Request") -> Response:
+        """``users/UserHasRights?endpoint='crm/Accounts'&action='GET'`` -> ``{"d": {"UserHasRights": bool}}``."""
+        values = {}
+        for name in ("endpoint", "action"):
+            raw = request.param(name)
+            if raw is None:
+                raise fail(400, "The parameters 'endpoint' ('crm/Accounts') and 'action' ('GET') are mandatory.")
+            values[name] = parse_literal(raw)[1]
+        path = str(values["endpoint"])
+        endpoint = self.sb.registry.endpoint(path)
+        group = endpoint.group.key if endpoint is not None else path
+        return Response(200, api_body({"d": {"UserHasRights": rules.has_rights(self.sb.knobs, path, group)}},
+                                      self.sb.knobs), rows=1)
+
     def _delete(self, target: Target) -> Response:
         key = self._key(target)
+        rules.before_delete(self.sb.store.division(self._division_code(target)), target.endpoint.group.key, key,
+                            self.sb.knobs)
         self.sb.store.delete(self._division_code(target), target.endpoint.group, key)
         return Response(204, b"", None)
 

@@ -8,7 +8,9 @@ A rule is a dict, set through the ``faults`` knob or ``POST /_sandbox/faults``::
   client's timeout), ``error`` (answer ``status``, default 500, without doing the work), ``drop``
   (close the connection before doing the work), ``drop_after`` (do the work, e.g. a POST, then close
   without answering), ``malformed`` (answer 200 with a cut-off JSON body), ``html`` (answer 200 with a
-  maintenance page).
+  maintenance page), ``refuse`` (answer ``status``, default 500, with Exact's JSON error object and
+  ``message``, as Exact refuses a write on a business rule; nothing is written). A 5xx ``error``
+  answers an HTML page: genuine server faults never carry Exact's JSON error message.
 * ``path``: logical path prefix (``crm/Accounts``, ``oauth2/token``) or shell pattern; ``*`` for all.
 * ``method``, ``division``: optional filters.
 * ``after``: let this many matching requests through first (e.g. fail on page 3).
@@ -24,7 +26,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-BEFORE = frozenset({"latency", "timeout", "error", "drop", "html"})
+BEFORE = frozenset({"latency", "timeout", "error", "drop", "html", "refuse"})
 AFTER = frozenset({"drop_after", "malformed"})
 KINDS = BEFORE | AFTER
 
@@ -40,12 +42,14 @@ class Rule:
     probability: float = 1.0
     status: int = 500
     ms: int = 0
+    message: str = "Gegeven bestaat reeds."
     seen: int = 0
     fired: int = 0
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "Rule":
-        unknown = set(raw) - {"kind", "path", "method", "division", "after", "count", "probability", "status", "ms"}
+        unknown = set(raw) - {"kind", "path", "method", "division", "after", "count", "probability", "status", "ms",
+                               "message"}
         if unknown or raw.get("kind") not in KINDS:
             raise ValueError(f"bad fault rule {raw!r} (kinds: {sorted(KINDS)})")
         return cls(**raw)

@@ -81,6 +81,16 @@ class SandboxHandle:
     def advance(self, seconds: float) -> None:
         self.admin("POST", "/clock", {"advance": seconds})
 
+    def freeze(self, at: float | None = None) -> float:
+        """Stop the sandbox's clock (at ``at``, epoch seconds); returns the frozen time."""
+        return self.admin("POST", "/clock", {"freeze": True if at is None else at})["now"]
+
+    def thaw(self) -> None:
+        self.admin("POST", "/clock", {"freeze": False})
+
+    def now(self) -> float:
+        return self.admin("GET", "/clock")["now"]
+
     def records(self, division: int, path: str) -> list[dict[str, Any]]:
         return self.admin("GET", f"/records/{division}/{path}")["records"]
 

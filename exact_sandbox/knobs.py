@@ -55,6 +55,7 @@ SPECS: dict[str, KnobSpec] = {
     "revoke_old_access_on_refresh": KnobSpec(False, "a refresh also invalidates the previous access token"),
     "allow_basic_client_auth": KnobSpec(False, "accept client credentials in an HTTP Basic header"),
     "division_forbidden_status": KnobSpec(403, "status for a division the token was not granted"),
+    "division_forbidden_reason": KnobSpec("NoDivisionAccess", "Reason header on that answer (empty: none)"),
     # rate limits
     "minutely_limit": KnobSpec(60, "calls per (client, division) per minutely window"),
     "minutely_window_seconds": KnobSpec(60, "length of the minutely window (aligned to the epoch)"),
@@ -84,6 +85,13 @@ SPECS: dict[str, KnobSpec] = {
     "accept_msdate_input": KnobSpec(False, "accept /Date(ms)/ in request bodies (UNSURE; ISO always works)"),
     "reject_readonly_fields": KnobSpec(False, "400 for read-only properties in a body instead of ignoring them"),
     "cascade_deletes": KnobSpec(True, "deleting a parent deletes its lines/attachments (and logs them)"),
+    "business_refusal_status": KnobSpec(500, "status of a write refused on a business rule (duplicate code, "
+                                             "missing mandatory field, deleting a record in use); Exact: 500 "
+                                             "with its JSON error message"),
+    "unique_codes": KnobSpec("crm/Accounts,logistics/Items", "entities whose Code must be unique per division"),
+    # rights
+    "no_rights": KnobSpec("", "endpoints (or entities, e.g. crm/Accounts) the user has no rights for: GET "
+                              "answers an empty list, writes 403, users/UserHasRights false"),
     # faults
     "latency_ms": KnobSpec(0, "added to every API and OAuth request"),
     "faults": KnobSpec([], "fault rules (JSON list); see faults.py"),

@@ -15,6 +15,7 @@ DOCUMENTS = "documents/Documents"
 ATTACHMENTS = "documents/DocumentAttachments"
 DOCUMENT_TYPES = "documents/DocumentTypes"
 ACCOUNTS = "crm/Accounts"
+RIGHTS_PATH = "users/UserHasRights"
 
 
 def before_write(division: Division, group_key: str, key: Any, values: dict[str, Any], *, creating: bool,
@@ -29,6 +30,8 @@ def before_write(division: Division, group_key: str, key: Any, values: dict[str,
             blob = value
             values[name] = None  # binaries are never read back through the API (Url instead)
     normalize(group_key, values, knobs)
+    if values.get("Code") and group_key in _listed(knobs.unique_codes):
+        _unique_code(division, group_key, key, values["Code"], knobs)
     if group_key == DOCUMENTS and "Type" in values:
         _document_type(division, values)
     if group_key == DOCUMENTS and values.get("Account"):
@@ -37,6 +40,44 @@ def before_write(division: Division, group_key: str, key: Any, values: dict[str,
         _attachment(division, values, blob)
         values["Url"] = f"{base_url}/docs/SysAttachment.aspx?ID={key}&_Division_={division.code}"
     return blob
+
+
+def _listed(text: str) -> set[str]:
+    return {part.strip() for part in str(text or "").split(",") if part.strip()}
+
+
+def _unique_code(division: Division, group_key: str, key: Any, code: Any, knobs: Any) -> None:
+    """Exact refuses a second record with the same code: HTTP 500, in the user's language."""
+    table = division.table(group_key)
+    slot = table.group.index["Code"]
+    wanted = str(code).strip().casefold()
+    for row_key, row in table.rows.items():
+        if row_key != key and str(row[slot] or "").strip().casefold() == wanted:
+            raise PayloadError("Gegeven bestaat reeds.", knobs.business_refusal_status)
+
+
+# Where a record of these entities is used, Exact refuses to delete it (child entity, its reference).
+IN_USE = {ACCOUNTS: (("crm/Contacts", "Account", "Contacts"), (DOCUMENTS, "Account", "Documents"))}
+
+
+def before_delete(division: Division, group_key: str, key: Any, knobs: Any) -> None:
+    """``Can't delete: Account 58 - Used in: Contacts`` (HTTP 500), as Exact answers."""
+    used = []
+    for child, reference, label in IN_USE.get(group_key, ()):
+        table = division.table(child)
+        slot = table.group.index.get(reference)
+        if slot is not None and any(row[slot] == key for row in table.rows.values()):
+            used.append(label)
+    if used:
+        row = division.table(group_key).rows.get(key)
+        code = str(row[division.table(group_key).group.index["Code"]]).strip() if row else key
+        raise PayloadError(f"Can't delete: Account {code} - Used in: {', '.join(used)}",
+                           knobs.business_refusal_status)
+
+
+def has_rights(knobs: Any, path: str, group_key: str) -> bool:
+    forbidden = _listed(knobs.no_rights)
+    return path not in forbidden and group_key not in forbidden
 
 
 def normalize(group_key: str, values: dict[str, Any], knobs: Any) -> None:

@@ -185,8 +185,13 @@ def _fault_response(rule) -> Response:
     if rule.kind == "html":
         return html_response(200, "<html><head><title>Exact Online</title></head><body><h1>Maintenance"
                                   "</h1><p>Exact Online is being updated.</p></body></html>")
+    if rule.kind == "refuse":
+        return exact_error(rule.status, rule.message)
     if rule.status == 503:
         return html_response(503, "<html><body><h1>Service Unavailable</h1></body></html>")
+    if rule.status >= 500:
+        # A genuine server fault: never Exact's JSON error object (that is how Exact refuses a write).
+        return html_response(rule.status, "<html><body><h1>Server Error in '/' Application.</h1></body></html>")
     return exact_error(rule.status, "An error has occurred.")
 
 

@@ -29,18 +29,41 @@ _MSDATE_RE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
 
 
 class Clock:
-    """Wall clock with an offset, so tests can jump ahead (30-day tokens, daily limits)."""
+    """Wall clock with an offset, so tests can jump ahead (30-day tokens, daily limits).
+
+    Frozen, it stands still until advanced: tests that count calls per window
+    then decide exactly which window each call lands in, however loaded the machine.
+    """
 
     def __init__(self) -> None:
         self._offset = 0.0
+        self._frozen_at: float | None = None
         self._lock = threading.Lock()
 
     def now(self) -> float:
-        return time.time() + self._offset
+        base = self._frozen_at if self._frozen_at is not None else time.time()
+        return base + self._offset
 
     def advance(self, seconds: float) -> None:
         with self._lock:
             self._offset += seconds
+
+    def freeze(self, at: float | None = None) -> None:
+        """Stop the clock, at ``at`` (epoch seconds) or at the current time."""
+        with self._lock:
+            now = self.now()
+            self._frozen_at, self._offset = (now if at is None else at), 0.0
+
+    def thaw(self) -> None:
+        """Run on from the frozen time (the offset keeps it)."""
+        with self._lock:
+            if self._frozen_at is not None:
+                self._offset = self._frozen_at + self._offset - time.time()
+                self._frozen_at = None
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen_at is not None
 
     @property
     def offset(self) -> float:

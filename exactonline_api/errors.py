@@ -54,12 +54,21 @@ class EndpointBlocked(ExactError):
 
 
 class ExactAPIError(ExactError):
-    """An API call failed; ``status`` is the HTTP status, ``path`` the URL path (no query string)."""
+    """An API call failed; ``status`` is the HTTP status (None: no answer), ``path`` the URL path (no query).
 
-    def __init__(self, status: int | None, message: str, path: str) -> None:
+    ``refusal`` is True when Exact answered the request itself and said no (a 4xx, or a 500 carrying
+    Exact's JSON error object with a message): the answer is final, sending it again gets the same
+    answer. ``reason`` is Exact's ``Reason`` header (401/403), when there was one.
+    """
+
+    def __init__(self, status: int | None, message: str, path: str, *, refusal: bool = False,
+                 reason: str = "") -> None:
         self.status = status
         self.path = path
-        super().__init__(f"Exact API {path} answered HTTP {status}: {message}")
+        self.refusal = refusal
+        self.reason = reason
+        head = f"Exact API {path} answered HTTP {status}" if status else f"Exact API {path or 'call'}"
+        super().__init__(f"{head}: {message}")
         # Keep the bare (cleaned) server message too; callers match on it.
         from exactonline_api.redact import redact
 
@@ -68,6 +77,24 @@ class ExactAPIError(ExactError):
     @property
     def url_path(self) -> str:
         return self.path
+
+
+class ErrorBudgetSpent(EndpointBlocked):
+    """This app's share of Exact's hourly error limit on one endpoint and division is used up.
+
+    Raised before a call, so nothing was sent; ``retry_at`` (epoch seconds) is when the oldest
+    counted error leaves the hour.
+    """
+
+    def __init__(self, division: int, endpoint: str, retry_at: float) -> None:
+        from datetime import datetime, timezone
+
+        self.division = division
+        self.endpoint = endpoint
+        self.retry_at = retry_at
+        hhmm = datetime.fromtimestamp(retry_at, tz=timezone.utc).strftime("%H:%M")
+        self.reason = f"not sent: Exact would block {endpoint} for an hour; retry after {hhmm} UTC"
+        super().__init__(f"{self.reason} (division {division})")
 
 
 # --- OAuth token endpoint errors -------------------------------------------------------------------

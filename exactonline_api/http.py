@@ -2,12 +2,19 @@
 
 It adds the bearer token, a timeout, the rate limiter and the retry policy:
 
-* GET is retried on 5xx, timeouts, dropped connections and malformed bodies,
-  with capped exponential backoff and full jitter.
-* 400/401/403/404 are never retried (Exact blocks an endpoint for an hour
-  after 10 of them), except one retry of a 401 with a fresh access token.
-* A write whose answer is lost raises :class:`WriteOutcomeUnknown` instead of
-  being retried: only the caller can look up whether it took effect.
+* Answers are classified once (answers.py): a refusal (4xx, or a 500 with
+  Exact's JSON error message) raises :class:`ExactAPIError` with ``refusal``
+  set, for GETs and writes alike, and is never retried (Exact blocks an
+  endpoint for an hour after 10 answers 400/401/403/404), except one retry of
+  a 401 with a fresh access token.
+* GET is retried on unknown outcomes (5xx without Exact's message, timeouts,
+  dropped connections, malformed bodies), with capped exponential backoff and
+  full jitter.
+* A write whose outcome is unknown raises :class:`WriteOutcomeUnknown` instead
+  of being retried: only the caller can look up whether it took effect.
+* With an :class:`ErrorBudget`, every counted error is noted in it, and a call
+  on a (division, endpoint) whose budget is spent is not made
+  (:class:`ErrorBudgetSpent`).
 """
 
 from __future__ import annotations
@@ -23,9 +30,10 @@ import msgspec
 import requests
 import urllib3
 
+from exactonline_api.answers import exact_message, reason_advice
+from exactonline_api.budget import ErrorBudget
 from exactonline_api.errors import EndpointBlocked, ExactAPIError, ExactError
 from exactonline_api.limits import RateLimiter
-from exactonline_api.odata import error_message
 
 LOG = logging.getLogger("exactonline_api.http")
 
@@ -68,7 +76,7 @@ def _read_body(response: requests.Response) -> None:
     converting the records of a 2 MB page of 1,000 rows.
     """
     try:
-        response._content = response.raw.read(decode_content=True)  # type: ignore[attr-defined]
+        response._content = response.raw.read(decode_content=True)
     except urllib3.exceptions.HTTPError as exc:  # cut off, timed out or undecodable mid-body
         response.close()
         raise requests.exceptions.ConnectionError(f"body not fully read: {type(exc).__name__}") from None
@@ -91,6 +99,7 @@ class ExactSession(requests.Session):
         max_429_waits: int = 20,
         sleep: Callable[[float], None] = time.sleep,
         user_agent: str = "tap-exactonline",
+        error_budget: ErrorBudget | None = None,
     ) -> None:
         super().__init__()
         self.tokens = tokens
@@ -101,6 +110,7 @@ class ExactSession(requests.Session):
         self.backoff_cap = BACKOFF_CAP_SECONDS if backoff_cap is None else backoff_cap
         self.max_429_waits = max_429_waits
         self.sleep = sleep
+        self.error_budget = error_budget
         self.headers.update({"Accept": "application/json", "User-Agent": user_agent})
 
     # requests calls send() for every request, including the SDK's prepared ones.
@@ -119,6 +129,8 @@ class ExactSession(requests.Session):
         waits_429 = 0
         while True:
             if division is not None:
+                if self.error_budget is not None:
+                    self.error_budget.check(division, endpoint)
                 self.limiter.before_call(division)
             request.headers["Authorization"] = f"Bearer {token}"
             try:
@@ -133,9 +145,11 @@ class ExactSession(requests.Session):
                     raise WriteOutcomeUnknown(f"{problem}: the write may or may not have been applied") from None
                 failures = self._retry_or_raise(failures, delays, division, problem)
                 continue
-            if division is not None:
-                self.limiter.after_call(division, response.headers, response.status_code)
             status = response.status_code
+            if division is not None:
+                self.limiter.after_call(division, response.headers, status)
+                if self.error_budget is not None:
+                    self.error_budget.note(division, endpoint, status)
 
             if status == 401 and not refreshed:
                 refreshed = True
@@ -148,13 +162,16 @@ class ExactSession(requests.Session):
                 self.limiter.after_429(division, response.headers)
                 continue
             if status >= 500:
+                message = exact_message(response.content)
+                if message is not None:  # Exact's own refusal (a business rule): final
+                    raise ExactAPIError(status, message, endpoint, refusal=True)
                 problem = f"HTTP {status} on {method} {endpoint}"
                 if not is_read:
                     raise WriteOutcomeUnknown(f"{problem}: the write may or may not have been applied")
                 failures = self._retry_or_raise(failures, delays, division, problem)
                 continue
             if status >= 400:
-                raise self._client_error(response, endpoint)
+                raise self._client_error(response, division, endpoint, method)
             if is_read and status == 200:
                 payload = self._json_or_none(response, getattr(request, "exact_decode", None))
                 if payload is None:
@@ -171,7 +188,7 @@ class ExactSession(requests.Session):
     def _retry_or_raise(self, failures: int, delays, division: int | None, problem: str) -> int:
         failures += 1
         if failures > self.max_retries:
-            raise ExactAPIError(0, f"{problem}; gave up after {self.max_retries} retries", "")
+            raise ExactAPIError(None, f"no usable answer ({problem}); gave up after {self.max_retries} retries", "")
         delay = backoff.full_jitter(next(delays))
         if division is not None:
             self.limiter.budget(division).retries += 1
@@ -200,19 +217,22 @@ class ExactSession(requests.Session):
         # Exact answers maintenance pages with HTTP 200; a real answer is an object.
         return payload if isinstance(payload, dict) else None
 
-    @staticmethod
-    def _client_error(response: requests.Response, endpoint: str) -> ExactError:
-        try:
-            message = error_message(response.json())
-        except ValueError:
-            message = None
+    def _client_error(self, response: requests.Response, division: int | None, endpoint: str,
+                      method: str) -> ExactError:
         status = response.status_code
-        if status == 401:
-            message = "Exact refused the access token even after a refresh"
-        text = message or response.reason or "no message"
-        if any(hint in text.lower() for hint in _BLOCKED_HINTS):
+        message = exact_message(response.content) or response.reason or "no message"
+        reason = response.headers.get("Reason", "")
+        # Exact's block message; a Reason header (BlockedUser, DivisionBlocked) is about something else.
+        if not reason and any(hint in message.lower() for hint in _BLOCKED_HINTS):
+            if division is not None and self.error_budget is not None:
+                self.error_budget.spend_all(division, endpoint)
             return EndpointBlocked(
-                f"{endpoint}: Exact blocked this endpoint after too many errors this hour ({text}); "
+                f"{endpoint}: Exact blocked this endpoint after too many errors this hour ({message}); "
                 "it unblocks after an hour without errors"
             )
-        return ExactAPIError(status, text, endpoint)
+        text = message
+        if status == 401:
+            text = f"Exact refused the access token even after a refresh ({message})"
+        if status in (401, 403) and (reason or "scope violated" in message.lower()):
+            text = reason_advice(reason, message, division=division, endpoint=endpoint, method=method)
+        return ExactAPIError(status, text, endpoint, refusal=True, reason=reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from exactonline_api.timeutil import filter_datetime
@@ -19,7 +20,7 @@ def string_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def literal(value: object, edm: str) -> str:
+def literal(value: Any, edm: str) -> str:
     """A Python value -> the OData literal Exact expects for that Edm type."""
     if value is None:
         return "null"

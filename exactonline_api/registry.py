@@ -208,6 +208,7 @@ def deleted_entity_types() -> dict[int, str]:
 
 
 def _entity_key(ep: Endpoint) -> tuple[str, ...]:
+    ident: str | None
     if ep.kind == SYNC:
         ident = ep.entity_id_field or "ID"
     else:
@@ -320,6 +321,7 @@ def _distinct_names(name: str, members: list[tuple[str, dict[str, Endpoint]]]) -
 def _entity(stream: str, anchor: str, group: dict[str, Endpoint], parent: ParentLink | None,
             deleted_by_path: dict[str, int]) -> Entity:
     sync, bulk, standard = group.get(SYNC), group.get(BULK), group.get(STANDARD)
+    source: Endpoint | None
     if sync:
         api, source = SYNC, sync
     elif bulk:
@@ -343,7 +345,7 @@ def _entity(stream: str, anchor: str, group: dict[str, Endpoint], parent: Parent
         api=api,
         source=source,
         fields=fields,
-        key=_entity_key(source if api != PARENT else standard),
+        key=_entity_key(source),  # through the parent, source is the line's own standard endpoint
         replication_key=replication_key,
         standard=standard,
         sync=sync,

@@ -21,6 +21,9 @@ from exactonline_api.tokenset import TokenStoreError
 FAIL_ENV = "EXACT_TEST_FAIL_AT"
 
 PRIVATE = 0o600
+# Never follow a link to open a secret file: in a shared folder a planted link would send the
+# tokens (or a truncation) wherever it points.
+NO_LINKS = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
 def fault_point(name: str, path: Path) -> None:
@@ -47,6 +50,7 @@ def _advice(exc: OSError, path: Path, setting: str) -> str:
         errno.ENOLCK: f"the file system holding {path.parent} does not support locks: put token_store on a "
                       "local disk or use a postgresql:// token store",
         errno.EIO: f"the device holding {path.parent} reported an I/O error: check the disk",
+        errno.ELOOP: f"{path} is a symbolic link: remove it (it is made again as a plain file)",
     }.get(exc.errno or 0, f"{exc.strerror or type(exc).__name__}: check {path.parent}")
     return advice.replace("token_store elsewhere", f"{setting} elsewhere")
 
@@ -101,7 +105,7 @@ def read_private(path: Path, on_fixed) -> bytes | None:
     the caller must not use a secret that others can read.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | NO_LINKS)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -153,7 +157,7 @@ class Reservation:
     def reserve(self, size: int) -> None:
         # O_EXCL: a pending file still there holds content its owner could not put in place.
         self.filled = False
-        fd = os.open(self.pending, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), PRIVATE)
+        fd = os.open(self.pending, os.O_RDWR | os.O_CREAT | os.O_EXCL | NO_LINKS, PRIVATE)
         try:
             fault_point("reserve", self.pending)
             write_all(fd, b"\0" * size)

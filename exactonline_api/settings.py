@@ -26,6 +26,11 @@ def connection_properties(token_store_note: str) -> list[th.Property]:
                     description="Exact Online country site: nl, be, de, uk, us, es or fr"),
         th.Property("base_url", th.StringType,
                     description="Overrides the country host, e.g. http://127.0.0.1:8000 for the sandbox"),
+        th.Property("hourly_error_budget", th.IntegerType, default=5,
+                    description="Errors (HTTP 400/401/403/404) per division and endpoint per hour that tap and "
+                                "target together may cause, of the 10 after which Exact blocks the endpoint for "
+                                "an hour; counted across runs in a file next to the token store. The rest is "
+                                "headroom for other processes using the same app"),
     ]
 
 

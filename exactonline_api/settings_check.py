@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from singer_sdk.exceptions import ConfigValidationError
 
 from exactonline_api import logs
+from exactonline_api.budget import hourly_errors_setting
 from exactonline_api.errors import ConfigError
 from exactonline_api.settings import COUNTRIES
 
@@ -72,7 +73,8 @@ def problems(plugin: Any, check: Check) -> list[str]:
     lines = schema_problems(plugin.config_jsonschema, config)
     wrong = {line.split(":", 1)[0] for line in lines}
     fine = {name: value for name, value in config.items() if name not in wrong}
-    return [*lines, *connection_problems(fine), *metrics_level_problems(fine), *check(fine)]
+    return [*lines, *connection_problems(fine), *metrics_level_problems(fine), *error_budget_problems(fine),
+            *check(fine)]
 
 
 def schema_problems(schema: Mapping[str, Any], config: Config) -> list[str]:
@@ -241,4 +243,12 @@ def metrics_level_problems(config: Config) -> list[str]:
     level = config.get("metrics_log_level")
     if isinstance(level, str) and level.upper() not in logs.METRIC_LEVELS:
         return [f"metrics_log_level: {level!r} is not one of {', '.join(logs.METRIC_LEVELS)}"]
+    return []
+
+
+def error_budget_problems(config: Config) -> list[str]:
+    try:
+        hourly_errors_setting(config)
+    except ConfigError as exc:  # its one line, with the setting's name first like ours
+        return ["hourly_error_budget: " + str(exc).removeprefix("hourly_error_budget ")]
     return []

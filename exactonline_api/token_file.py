@@ -108,13 +108,14 @@ class FileTokenStore:
     def _open_lock(self) -> int:
         try:
             self._ensure_dir()
-            return os.open(self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            # O_NOFOLLOW: the holder's note is written into this file; never into what a planted link names.
+            return os.open(self.lock_path, os.O_RDWR | os.O_CREAT | safefile.NO_LINKS, 0o600)
         except OSError as exc:
             if exc.errno in (errno.EROFS, errno.EACCES) and self.lock_path.is_file():
                 # flock works on a read-only descriptor: the tokens can still be read under the lock
                 # (and used while valid); only a refresh needs to write, and says so when it cannot.
                 with contextlib.suppress(OSError):
-                    return os.open(self.lock_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                    return os.open(self.lock_path, os.O_RDONLY | safefile.NO_LINKS)
             raise safefile.problem(exc, "create the token store lock", self.lock_path) from None
 
     @contextlib.contextmanager
@@ -226,7 +227,8 @@ class FileTokenStore:
                 os.replace(reservation.pending, self.recovery_path)
                 return self.recovery_path
         with contextlib.suppress(OSError):
-            fd = os.open(self.recovery_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, safefile.PRIVATE)
+            fd = os.open(self.recovery_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | safefile.NO_LINKS,
+                         safefile.PRIVATE)
             try:
                 os.fchmod(fd, safefile.PRIVATE)
                 safefile.write_all(fd, data)

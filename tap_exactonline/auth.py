@@ -240,7 +240,7 @@ def _budget_text(headers: Mapping[str, str]) -> str:
         return "unknown (Exact sent no X-RateLimit headers)"
     text = f"{remaining} of {limit} calls left" if limit else f"{remaining} calls left"
     try:
-        reset_at = datetime.fromtimestamp(int(reset) / 1000, timezone.utc)  # epoch milliseconds
+        reset_at = datetime.fromtimestamp(int(reset) / 1000, timezone.utc)  # type: ignore[arg-type]  # None: caught
         text += f", resets {reset_at:%Y-%m-%d %H:%M}Z"
     except (TypeError, ValueError, OverflowError):
         pass

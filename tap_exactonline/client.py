@@ -223,10 +223,13 @@ class ExactStream(RESTStream):
         if self.exact.division_stopped(division):
             self.exact.note_unfinished(division, self.name)
             return
+        first_read = self.get_context_state(context).get("replication_key_value") is None
         try:
             if self.routes_deletes:
                 self.exact.deletions.begin(self, t.cast(dict, context))
             yield from self.read_rows(context)
+            if first_read and not self.records_by_division.get(division):
+                self.exact.empty_reads.check(division, self.endpoint.path, self.name)  # forbidden, or empty?
             if self.routes_deletes:
                 yield from self.exact.deletions.tombstones(self, division)
         except (DailyBudgetExhausted, EndpointBlocked, ExactAPIError) as exc:

@@ -125,6 +125,7 @@ class Deletions:
         context = {"Division": division}
         state = stream.get_context_state(context)
         mark = state.get(MARK)
+        head: int | None
         if mark is None:
             head = self._first_heads.pop((stream.name, division))
             state.pop(HEAD, None)

@@ -104,6 +104,7 @@ class ParentStream(ExactStream):
 
     BOOKMARK = BOOKMARK_KEYS = "parent_modified"
     typed_pages = False  # a page holds parents, the lines are inside them
+    _latest_parent: int | None = None  # Exact local-time ms of the newest parent seen this read
 
     @property
     def endpoint(self) -> Endpoint:
@@ -134,7 +135,7 @@ class ParentStream(ExactStream):
             yield from lines
 
     def read_rows(self, context: dict | None) -> t.Iterable[dict]:
-        self._latest_parent: int | None = None  # Exact local-time ms of the newest parent seen
+        self._latest_parent = None
         yield from super().read_rows(context)
         if self._latest_parent is not None:
             self.get_context_state(context)[self.BOOKMARK] = local_ms_to_utc(self._latest_parent).isoformat()

@@ -13,14 +13,16 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 
 from exactonline_api import odata
+from exactonline_api.access import EmptyReadCheck, missing_rights, read_grants
+from exactonline_api.budget import ErrorBudget
 from exactonline_api.cli import run_plugin
-from exactonline_api.settings import connection_properties, logging_properties
-from exactonline_api.settings_check import checked
 from exactonline_api.datekinds import calendar_fields
-from exactonline_api.errors import DailyBudgetExhausted, ExactError
+from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import BULK, STANDARD, SYNC, Endpoint, Entity, endpoints, raw_metadata
+from exactonline_api.settings import connection_properties, logging_properties
+from exactonline_api.settings_check import checked
 from exactonline_api.timeutil import EXACT_TZ, filter_datetime, parse_iso_utc
 from tap_exactonline.client import ExactStream, query_string
 from tap_exactonline.config import tap_problems
@@ -30,6 +32,8 @@ from tap_exactonline.resync import Resyncs, move_dates, read_move_dates
 from tap_exactonline.streams import build_streams
 
 LOG = logging.getLogger("tap_exactonline")
+# --test asks users/UserHasRights once per selected stream: at most a minute's worth of calls.
+MAX_RIGHTS_CHECKS = 50
 
 
 def _countries() -> dict[str, str]:
@@ -94,6 +98,7 @@ class TapExactOnline(Tap):
         self._move_dates: dict[int, str | None] | None = None
         self._full_resyncs: list[str] = []
         self._division_list: list[int] | None = None
+        self._refused_divisions: dict[int, str] = {}
         with checked(self, tap_problems):
             super().__init__(*args, **kwargs)
 
@@ -158,7 +163,12 @@ class TapExactOnline(Tap):
         limiter = RateLimiter(daily_reserve=int(self.config.get("daily_call_reserve", 200)),
                               max_wait_seconds=float(self.config.get("max_rate_limit_wait", 90)))
         timeout = float(self.config.get("request_timeout", 120))
-        return ExactSession(self.token_manager, limiter=limiter, timeout=(10.0, timeout))
+        return ExactSession(self.token_manager, limiter=limiter, timeout=(10.0, timeout),
+                            error_budget=ErrorBudget.from_config(self.config))
+
+    @cached_property
+    def empty_reads(self) -> EmptyReadCheck:
+        return EmptyReadCheck(self.session, self.base_url)
 
     @cached_property
     def deletions(self) -> Deletions:
@@ -182,18 +192,21 @@ class TapExactOnline(Tap):
             url = odata.next_link(payload)
 
     def divisions(self) -> list[int]:
+        """The divisions of this run, read once: configured ones that were not granted are left out."""
         if self._division_list is None:
-            configured = self.config.get("divisions")
-            if configured:
-                self._division_list = [int(d) for d in configured]
-            else:
-                me = odata.results(self.session.get_json(self.api_url(None, "current/Me") +
-                                                         "?$select=CurrentDivision"))[0]
-                rows = list(self.read_all(int(me["CurrentDivision"]), "system/Divisions",
-                                          {"$select": "Code,Description,DivisionMoveDate"}))
-                self._division_list = sorted(int(r["Code"]) for r in rows)
-                self._move_dates = move_dates(rows)
-                LOG.info("divisions granted to this app: %s", self._division_list)
+            grants = read_grants(self.session, self.base_url, "Code,Description,DivisionMoveDate")
+            self._move_dates = move_dates(grants.rows)
+            configured = [int(d) for d in self.config.get("divisions") or []]
+            self._refused_divisions = grants.refused(configured)
+            self._division_list = [d for d in configured if d not in self._refused_divisions] or \
+                ([] if configured else grants.codes)
+            if self._refused_divisions:
+                listed = ", ".join(map(str, self._refused_divisions))
+                if not self._division_list:
+                    raise ConfigError(f"none of the configured divisions ({listed}) is granted to this app: run "
+                                      "`tap-exactonline auth` again and tick them on Exact's consent screen")
+                LOG.error("not reading division(s) %s: not granted to this app; run `tap-exactonline auth` "
+                          "again and tick them on Exact's consent screen", listed)
         return self._division_list
 
     def division_move_dates(self) -> dict[int, str | None]:
@@ -247,9 +260,13 @@ class TapExactOnline(Tap):
         super().sync_all()
         self.resyncs.finish()
         self._log_summary()
+        refused = (f"division(s) {', '.join(map(str, self._refused_divisions))} not read: not granted to this app "
+                   "(run `tap-exactonline auth` again and tick them); " if self._refused_divisions else "")
         if self._failed:
-            raise ExactError(f"{len(self._failed)} stream(s) failed (state kept for the others): "
+            raise ExactError(f"{refused}{len(self._failed)} stream(s) failed (state kept for the others): "
                              + " | ".join(self._failed))
+        if refused:
+            raise ExactError(f"{refused}the other divisions were read and their state saved")
         if self._stopped:
             raise DailyBudgetExhausted(
                 "stopped before the end to keep the daily call reserve; unfinished: "
@@ -272,6 +289,15 @@ class TapExactOnline(Tap):
         from tap_exactonline.auth import connection_report
 
         print(connection_report(self.session, self.base_url))
+        selected = {s.endpoint.path: s.name for s in self.exact_streams() if s.selected}
+        division = next(iter(self.divisions()), None)
+        if len(selected) > MAX_RIGHTS_CHECKS:
+            print(f"Rights not checked: {len(selected)} streams are selected (one call each); select at most "
+                  f"{MAX_RIGHTS_CHECKS} to check them.")
+        elif division is not None and selected:
+            missing = missing_rights(self.session, self.base_url, division, selected)
+            print(f"Selected streams without rights in division {division}: "
+                  + (", ".join(f"{selected[p]} ({p})" for p in missing) if missing else "none") + ".")
         return True
 
 

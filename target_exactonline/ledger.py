@@ -15,6 +15,11 @@ How the upserters use it (writer.py):
   holds it; the rows of a batch are committed together when the batch is done. A crash before the
   commit loses rows, never adds one for an unwritten record: the rerun looks those records up and
   finds what was written (no duplicate);
+* a record Exact refused (its own fault: a 400, or a 500 with Exact's message) is remembered in
+  ``refusals`` with its fingerprint and Exact's message; while its fingerprint stays the same a
+  later run rejects it again with that message and makes no call (Exact would answer the same, and
+  each 400 counts toward Exact's hourly error limit). A changed record, or ``resend_refused``, sends
+  it again; a record Exact then confirms loses its refusal row;
 * ``verify_unchanged: true`` looks every record up in Exact anyway (and keeps the ledger current);
 * a dry run reads the ledger but never creates or changes it.
 
@@ -48,10 +53,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exactonline_api.budget import beside_token_store
 from exactonline_api.errors import ConfigError, ExactError
 from exactonline_api.filelock import wait_for_flock
 from exactonline_api.safefile import problem
-from exactonline_api.tokens import crash_point, default_store_path, process_label
+from exactonline_api.tokens import crash_point, process_label
 
 LOG = logging.getLogger("target_exactonline.ledger")
 
@@ -80,6 +86,16 @@ CREATE TABLE IF NOT EXISTS entries (
     updated_at REAL NOT NULL,
     PRIMARY KEY (site, stream, division, key)
 );
+CREATE TABLE IF NOT EXISTS refusals (
+    site TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    division INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    refused_at REAL NOT NULL,
+    PRIMARY KEY (site, stream, division, key)
+);
 """
 
 
@@ -96,15 +112,7 @@ def record_key(pairs: Iterable[tuple[str, Any]]) -> str:
 
 def default_ledger_path(config: Mapping[str, Any]) -> Path:
     """Next to the token store file; for a PostgreSQL store, next to the default token file."""
-    spec = str(config.get("token_store") or "").strip()
-    if spec and "://" not in spec:
-        store = Path(os.path.expandvars(os.path.expanduser(spec)))
-        if store.is_dir():
-            store = store / default_store_path(str(config.get("client_id") or "")).name
-    else:
-        store = default_store_path(str(config.get("client_id") or ""))
-    name = store.name[:-5] if store.name.endswith(".json") else store.name
-    return store.with_name(name + SUFFIX)
+    return beside_token_store(config, SUFFIX)
 
 
 def ledger_path(config: Mapping[str, Any]) -> Path:
@@ -123,6 +131,15 @@ class Entry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Exact refused a record with this fingerprint, at ``refused_at`` (epoch seconds), for ``reason``."""
+
+    fingerprint: str
+    reason: str
+    refused_at: float
+
+
 class Ledger:
     """The ledger file of one run. ``writable=False`` (dry run): read if it exists, never touched."""
 
@@ -137,6 +154,8 @@ class Ledger:
         self._lock_fd: int | None = None
         self._opened = False
         self._pending: dict[tuple[str, int, str], Entry] = {}
+        # A refusal to keep (Refusal) or to forget (None) at the next flush.
+        self._pending_refusals: dict[tuple[str, int, str], Refusal | None] = {}
         self.saved = 0
 
     def describe(self) -> str:
@@ -232,29 +251,57 @@ class Ledger:
 
     # -- reading and writing ----------------------------------------------------------------------------
 
+    def _select(self, table: str, columns: str, stream: str, division: int, keys: list[str]) -> Iterable[tuple]:
+        conn = self._open() if keys else None
+        if conn is None:
+            return
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start:start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            try:
+                rows = conn.execute(
+                    f"SELECT key, {columns} FROM {table} WHERE site = ? AND stream = ? AND division = ? "
+                    f"AND key IN ({marks})", (self.site, stream, int(division), *chunk)).fetchall()
+            except sqlite3.OperationalError:  # a dry run on a ledger written before that table existed
+                return
+            yield from rows
+
     def lookup(self, stream: str, division: int, keys: Iterable[str]) -> dict[str, Entry]:
         """The rows of these keys (not yet committed ones included)."""
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Entry] = {}
-        conn = self._open() if wanted else None
-        if conn is not None:
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start:start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT key, fingerprint, exact_id, extra FROM entries WHERE site = ? AND stream = ? "
-                    f"AND division = ? AND key IN ({marks})", (self.site, stream, int(division), *chunk))
-                for key, print_, exact_id, extra in rows:
-                    try:
-                        loaded = json.loads(extra or "{}")
-                    except ValueError:
-                        loaded = {}
-                    found[key] = Entry(print_, exact_id, loaded if isinstance(loaded, dict) else {})
+        for key, print_, exact_id, extra in self._select("entries", "fingerprint, exact_id, extra", stream,
+                                                         division, wanted):
+            try:
+                loaded = json.loads(extra or "{}")
+            except ValueError:
+                loaded = {}
+            found[key] = Entry(print_, exact_id, loaded if isinstance(loaded, dict) else {})
         for key in wanted:
             pending = self._pending.get((stream, int(division), key))
             if pending is not None:
                 found[key] = pending
         return found
+
+    def refusals(self, stream: str, division: int, keys: Iterable[str]) -> dict[str, Refusal]:
+        """Exact's remembered refusals of these keys (this run's included)."""
+        wanted = list(dict.fromkeys(keys))
+        found = {key: Refusal(print_, reason, float(at)) for key, print_, reason, at
+                 in self._select("refusals", "fingerprint, reason, refused_at", stream, division, wanted)}
+        for key in wanted:
+            slot = (stream, int(division), key)
+            if slot in self._pending_refusals:
+                pending = self._pending_refusals[slot]
+                if pending is None:
+                    found.pop(key, None)
+                else:
+                    found[key] = pending
+        return found
+
+    def refuse(self, stream: str, division: int, key: str, print_: str, reason: str) -> None:
+        """Remember that Exact refused this record as it is now (nothing in a dry run)."""
+        if self.writable:
+            self._pending_refusals[(stream, int(division), key)] = Refusal(print_, reason, time.time())
 
     def record(self, stream: str, division: int, key: str, print_: str, exact_id: Any = None,
                extra: Mapping[str, Any] | None = None) -> None:
@@ -263,10 +310,11 @@ class Ledger:
             return
         self._pending[(stream, int(division), key)] = Entry(
             print_, None if exact_id in (None, "") else str(exact_id), dict(extra or {}))
+        self._pending_refusals[(stream, int(division), key)] = None  # confirmed now: no longer refused
 
     def flush(self) -> int:
-        """Commit the remembered rows in one transaction; the number committed."""
-        if not self._pending or not self.writable:
+        """Commit the remembered rows in one transaction; the number of confirmed records committed."""
+        if not (self._pending or self._pending_refusals) or not self.writable:
             return 0
         crash_point(CRASH_BEFORE_SAVE)
         conn = self._open()
@@ -275,15 +323,24 @@ class Ledger:
         rows = [(self.site, stream, division, key, entry.fingerprint, entry.exact_id,
                  json.dumps(entry.extra, sort_keys=True, separators=(",", ":")), now)
                 for (stream, division, key), entry in self._pending.items()]
+        refused = [(self.site, s, d, k, r.fingerprint, r.reason, r.refused_at)
+                   for (s, d, k), r in self._pending_refusals.items() if r is not None]
+        forgotten = [(self.site, s, d, k) for (s, d, k), r in self._pending_refusals.items() if r is None]
         try:
             with conn:
                 conn.executemany(
                     "INSERT OR REPLACE INTO entries (site, stream, division, key, fingerprint, exact_id, extra, "
                     "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                conn.executemany("DELETE FROM refusals WHERE site = ? AND stream = ? AND division = ? AND key = ?",
+                                 forgotten)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO refusals (site, stream, division, key, fingerprint, reason, "
+                    "refused_at) VALUES (?, ?, ?, ?, ?, ?, ?)", refused)
         except sqlite3.Error as exc:
             raise ExactError(f"could not save the ledger {self.path} ({exc}); what was written to Exact is "
                              "found by its natural key on the next run") from None
         self._pending.clear()
+        self._pending_refusals.clear()
         self.saved += len(rows)
         return len(rows)
 

@@ -26,7 +26,7 @@ from exactonline_api.datekinds import is_calendar_date
 from exactonline_api.registry import Endpoint, Field
 from target_exactonline import attachments as files
 from target_exactonline.fields import BadValue, is_empty, squash, to_wire
-from target_exactonline.writer import Item, RecordRejected
+from target_exactonline.records import Item, RecordRejected
 
 LOG = logging.getLogger("target_exactonline.shape")
 

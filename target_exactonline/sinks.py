@@ -1,4 +1,4 @@
-"""singer-sdk glue: one BatchSink per stream, each batch handed to its upserter (writer.py).
+"""singer-sdk glue: one BatchSink per stream, each batch handed to its upserter (upsert.py, documents.py).
 
 Records are not validated against the upstream tap's JSON schema: a CSV tap's schema says little,
 and the SDK would stop the run at the first bad record. Each record is checked against Exact's
@@ -14,14 +14,10 @@ from singer_sdk.sinks import BatchSink
 from exactonline_api.errors import ConfigError
 from exactonline_api.registry import Endpoint, Entity, entities
 from target_exactonline.attachments import attachment_limit
+from target_exactonline.documents import AttachmentsUpserter, DocumentsUpserter
 from target_exactonline.fields import squash
 from target_exactonline.shape import ATTACHMENTS, DOCUMENTS, ENTITY, RecordShaper
-from target_exactonline.writer import (
-    AttachmentsUpserter,
-    BaseUpserter,
-    DocumentsUpserter,
-    EntityUpserter,
-)
+from target_exactonline.upsert import BaseUpserter, EntityUpserter
 
 if t.TYPE_CHECKING:
     from target_exactonline.target import TargetExactOnline
@@ -78,11 +74,15 @@ def natural_key_for(stream: str, entity: Entity, endpoint: Endpoint, config: t.M
 
 def build_upserter(target: TargetExactOnline, stream: str) -> BaseUpserter:
     entity, endpoint = entity_for_stream(stream)
-    common = {"writer": target.writer, "stream": stream, "endpoint": endpoint, "rejects": target.rejects,
-              "default_division": target.config.get("default_division"), "ledger": target.ledger,
-              "verify_unchanged": bool(target.config.get("verify_unchanged"))}
-    shaping = {"attachments_dir": target.attachments_dir, "read_only": [f.name for f in entity.fields],
-               "attachment_limit": attachment_limit(target.config.get("country"))}
+    common: dict[str, t.Any] = {
+        "writer": target.writer, "stream": stream, "endpoint": endpoint, "rejects": target.rejects,
+        "default_division": target.config.get("default_division"), "ledger": target.ledger,
+        "verify_unchanged": bool(target.config.get("verify_unchanged")),
+        "accounts": target.account_codes, "refusals": target.refusals,
+        "resend_refused": bool(target.config.get("resend_refused"))}
+    shaping: dict[str, t.Any] = {
+        "attachments_dir": target.attachments_dir, "read_only": [f.name for f in entity.fields],
+        "attachment_limit": attachment_limit(target.config.get("country"))}
     if entity.stream_name == "document_attachments":
         shaper = RecordShaper(stream, endpoint, kind=ATTACHMENTS, **shaping)
         return AttachmentsUpserter(shaper=shaper, **common)

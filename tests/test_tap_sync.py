@@ -118,12 +118,15 @@ def test_incremental_run_without_changes_costs_one_call_per_stream(sandbox, tmp_
     assert sum(len(v) for v in second.records.values()) == 0
     calls = api_calls(sandbox)
     # one call per stream per division, plus at most one sync/Deleted read per division,
-    # plus one system/Divisions read per run (the division-move check)
+    # plus one system/Divisions read per run (granted divisions and the division-move check), after
+    # current/Me, which has no division and costs nothing at Exact
     deleted = [c for c in calls if c["path"] == "sync/Deleted"]
     moves = [c for c in calls if c["path"] == "system/Divisions"]
     assert len(deleted) <= len(sandbox.divisions)
     assert len(moves) == 1
-    assert len(calls) - len(deleted) - len(moves) == len(streams) * len(sandbox.divisions)
+    me = [c for c in calls if c["path"] == "current/Me"]
+    assert len(me) == 1
+    assert len(calls) - len(deleted) - len(moves) - len(me) == len(streams) * len(sandbox.divisions)
 
 
 def test_start_date_uses_sync_timestamp(sandbox, tmp_path):

@@ -397,9 +397,12 @@ def test_only_what_exact_confirmed_is_in_the_ledger(sandbox, tmp_path):
     assert [c["method"] for c in account_calls] == ["GET", "POST"]
     assert "DOWN02" in account_calls[0]["query"]["$filter"] and "DOWN01" not in account_calls[0]["query"]["$filter"]
     assert set(_rows(config, "accounts")) == {"down01", "down02"}
-    # A record Exact refused stays out of the ledger: the next run sends it again.
+    # A record Exact refused is no confirmed row; its refusal is remembered instead, so the next run
+    # rejects it again with Exact's message and sends nothing.
     assert _rows(config, "documents") == {}
     sandbox.reset_log()
     third = run_target(target_config(sandbox, tmp_path), text)
     assert third.summary["documents"]["rejected"] == 1 and third.summary["accounts"]["unchanged"] == 2
-    assert [(c["method"], c["path"]) for c in writes(sandbox)] == [("POST", "documents/Documents")]
+    assert writes(sandbox) == []
+    assert third.rejects[0]["reason"].startswith("not sent again: unchanged since Exact refused it on ")
+    assert "Document type 999 does not exist." in third.rejects[0]["reason"]

@@ -8,7 +8,7 @@ from urllib.parse import quote
 from exactonline_api import odata
 from exactonline_api.registry import endpoints
 from target_exactonline.fields import comparable, key_part, same, to_wire
-from target_exactonline.writer import ExactWriter
+from target_exactonline.connector import ExactWriter
 from tests.targetrun import api_calls, run_target, singer_text, target_config, writes
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 
 import pytest
 
 from target_exactonline.target import TargetExactOnline
+from tests.fakes import client_time_from
 from tests.targetrun import DATA, api_calls, messages, run_target, singer_text, target_config
 
 
@@ -60,8 +62,24 @@ def test_post_lost_before_it_was_applied_is_looked_up_then_sent_again(sandbox, t
                      ("POST", 201), ("POST", 201)]
 
 
+class UntilTheLatePostLanded:
+    """The target's wait before it looks a lost write up, ending when the sandbox has stored the
+    late POST: at Exact the write may land any time, so the test decides the order, not the load."""
+
+    def __init__(self, sandbox) -> None:
+        self.sandbox = sandbox
+
+    now = staticmethod(time.time)
+
+    def sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + 60
+        while not any(c["method"] == "POST" and c["fault"] == "timeout" for c in self.sandbox.requests()):
+            assert time.monotonic() < deadline, "the late POST never landed"
+            time.sleep(0.05)
+
+
 def test_timed_out_post_that_lands_late_is_found_before_posting_again(sandbox, tmp_path, monkeypatch):
-    monkeypatch.setattr(TargetExactOnline, "write_retry_delay", 1.5)
+    client_time_from(monkeypatch, UntilTheLatePostLanded(sandbox))
     config = target_config(sandbox, tmp_path, request_timeout=1)
     # The sandbox answers (and writes) only after 2 s; the client gives up after 1 s.
     sandbox.faults({"kind": "timeout", "ms": 2000, "path": "crm/Accounts", "method": "POST", "count": 1})

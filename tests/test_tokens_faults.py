@@ -24,6 +24,8 @@ from exactonline_api.tokens import FileTokenStore
 from tests.targetrun import DATA, target_config, token_strings
 from tests.tokens_support import AuthProcess, write_auth_config
 
+pytestmark = pytest.mark.slow  # every test starts the programs a few times
+
 BIN = Path(sys.executable).parent
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -303,7 +305,6 @@ def test_a_store_write_failing_after_exact_answered_loses_nothing(sandbox, tap, 
 
 
 def test_an_unreachable_postgresql_store_is_one_line(sandbox, tmp_path):
-    pytest.importorskip("psycopg")
     config = {"client_id": sandbox.client_id, "client_secret": sandbox.client_secret, "base_url": sandbox.url,
               "token_store": "postgresql://exact:hunter2secret@127.0.0.1:9/tokens", "divisions": [101]}
     code, out, err = run("tap", config, tmp_path, "--test")

@@ -465,3 +465,27 @@ def test_a_login_whose_save_fails_is_set_aside_and_taken_over(world, monkeypatch
     with pytest.raises(TokenStoreError, match="is damaged"):  # never overwritten without a login
         manager(FileTokenStore(store.path, client_id=CLIENT), fake, clock).access_token()
     assert manager(store, fake, clock).save_login(fake.mint) is True and not store.recovery_path.exists()
+
+
+def test_planted_links_beside_the_store_are_never_followed(world, tmp_path, monkeypatch):
+    clock, fake, store = world
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    store.lock_path.unlink()
+    store.lock_path.symlink_to(victim)
+    with pytest.raises(TokenStoreError) as info:
+        manager(store, fake, clock).access_token()
+    assert one_line(info.value) == (f"cannot create the token store lock {store.lock_path} (Too many levels of "
+                                    f"symbolic links): {store.lock_path} is a symbolic link: remove it (it is made "
+                                    "again as a plain file)")
+    store.lock_path.unlink()
+    answer = fake.refresh
+
+    def answer_while_a_link_is_planted(token):
+        store.recovery_path.symlink_to(victim)  # where the tokens would go if the store write fails
+        return answer(token)
+
+    monkeypatch.setattr(fake, "refresh", answer_while_a_link_is_planted)
+    monkeypatch.setenv(FAIL_ENV, "fill:EIO")
+    manager(store, fake, clock).access_token()
+    assert victim.read_text() == "precious" and fake.calls == ["ok"] and store.recovery_path.is_symlink()

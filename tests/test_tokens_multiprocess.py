@@ -114,11 +114,13 @@ def test_eight_processes_share_one_store_without_auth_failures(backend, sandbox_
     calls = _token_calls(sandbox)
     assert [c["status"] for c in calls] == [200] * len(calls), calls  # no refused refresh, ever
     assert len(calls) == sum(r["refreshes"] for r in results)
-    # One refresh per lifetime: the first one turns the seed into tokens, then one each time the
-    # access token enters its refresh window: never sooner than the too-early rule, never a gap.
+    # At most one refresh per lifetime: the first one turns the seed into tokens, then one each
+    # time the access token enters its refresh window, never sooner than the too-early rule. (No
+    # upper bound on the gaps: on a loaded machine no worker may need a token for a while, and a
+    # token that lapsed before use would show as an unauthorized call, counted above.)
     times = sorted(c["ts"] for c in calls)
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert all(TOO_EARLY <= g <= LIFETIME for g in gaps), gaps
+    assert all(TOO_EARLY <= g for g in gaps), gaps
     # ...over several lifetimes: the seed's refresh plus at least three rotations.
     assert len(calls) >= 4 and times[-1] - times[0] >= 3 * REFRESH_EVERY, times
 

@@ -173,7 +173,7 @@ def test_lock_excludes_other_processes_and_times_out_clearly(store):
         with pytest.raises(ExactError, match="waited 1 s for the token"):
             with store.locked():
                 pass
-        assert 0.9 <= time.monotonic() - started < 5
+        assert time.monotonic() - started >= 0.9  # it waited its lock_timeout (an upper bound would be a race)
     finally:
         release.set()
         holder.join(10)
@@ -191,11 +191,9 @@ def test_lock_is_released_when_the_holder_is_killed(store):
     assert ready.wait(20)
     holder.kill()
     holder.join(10)
-    store.lock_timeout = 10
-    started = time.monotonic()
+    store.lock_timeout = 10  # a lock left behind by the killed holder would raise after this
     with store.locked():
         pass
-    assert time.monotonic() - started < 5
 
 
 # -- file backend specifics -------------------------------------------------------------------------

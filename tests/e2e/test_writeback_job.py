@@ -31,7 +31,6 @@ def writes(exact) -> list[dict]:
 
 
 def test_csv_writeback_creates_updates_and_is_idempotent(meltano, exact, tmp_path):
-    pytest.importorskip("target_exactonline.target")
     division = exact.divisions[0]
     csv = tmp_path / "accounts.csv"
     write_csv(csv, [("WB0001", "Writeback One BV", "Utrecht"), ("WB0002", "Writeback Two BV", "Delft")])
