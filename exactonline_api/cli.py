@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from exactonline_api import logs, redact
 from exactonline_api.errors import DailyBudgetExhausted, ExactError
@@ -12,8 +13,8 @@ from exactonline_api.errors import DailyBudgetExhausted, ExactError
 EXIT_BUDGET_STOP = 75
 
 
-def run_plugin(name: str, plugin: type, *, epilog: str | None = None) -> None:
-    """Run ``plugin``'s Singer CLI; ``epilog`` is appended to its ``--help``."""
+def run_plugin(name: str, plugin: Any, *, epilog: str | None = None) -> None:
+    """Run ``plugin``'s Singer CLI (a singer-sdk plugin class; no SDK import here); ``epilog`` ends its ``--help``."""
     redact.install()
     command = plugin.cli  # reading it sets up the SDK's console logging
     logs.quiet_console()
