@@ -38,7 +38,7 @@ pytestmark = pytest.mark.e2e
 SMALLER = {
     "bash scripts/test.sh": "bash scripts/test.sh --collect-only -q",
     "--rows 100000": "--rows 2000",
-    "bench/bench_sandbox.py": "bench/bench_sandbox.py --rows 5000",
+    "bench/bench_sandbox.py": "bench/bench_sandbox.py --lines 5000",
 }
 SELECT = '["transaction_lines.*", "accounts.*"]'
 
