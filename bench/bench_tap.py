@@ -17,18 +17,11 @@ figure measures the two sharing cores, so the CPU-time figure is the tap's.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
+from bench.taprun import run_tap_on
 from exact_sandbox.process import SandboxProcess
-
-ROOT = Path(__file__).resolve().parents[1]
 
 STREAM = "transaction_lines"
 PATH = "sync/Financial/TransactionLines"
@@ -50,33 +43,8 @@ def main() -> None:
             "refresh_token": sandbox.mint_refresh_token(), "token_store": f"{tmp}/tokens.json",
             "base_url": sandbox.url, "divisions": [101], "route_deletes": False,
         }
-        Path(tmp, "config.json").write_text(json.dumps(config))
-        catalog = json.loads(subprocess.run(
-            [sys.executable, "-m", "tap_exactonline", "--config", f"{tmp}/config.json", "--discover"],
-            capture_output=True, text=True, check=True, cwd=tmp).stdout)
-        for entry in catalog["streams"]:
-            for md in entry["metadata"]:
-                if not md["breadcrumb"]:
-                    md["metadata"]["selected"] = entry["tap_stream_id"] == STREAM
-        Path(tmp, "catalog.json").write_text(json.dumps(catalog))
-        sandbox.reset_log()
-
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        with open(f"{tmp}/out.singer", "wb") as out:
-            proc = subprocess.run(
-                [sys.executable, "-m", "tap_exactonline", "--config", f"{tmp}/config.json",
-                 "--catalog", f"{tmp}/catalog.json"],
-                stdout=out, stderr=subprocess.PIPE, cwd=tmp, env={**os.environ, "LOGLEVEL": "WARNING"})
-        elapsed = time.perf_counter() - started
-        if proc.returncode:
-            sys.exit(f"tap failed: {proc.stderr.decode()[-2000:]}")
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        peak_mb = after.ru_maxrss / 1024
-
-        with open(f"{tmp}/out.singer", "rb") as out:
-            records = sum(1 for line in out if b'"RECORD"' in line[:30])
+        run = run_tap_on(tmp, config, STREAM, before_run=sandbox.reset_log)
+        records, elapsed, cpu, peak_mb = run.records, run.wall, run.cpu, run.peak_mb
         calls = [r for r in sandbox.log() if r["path"] == PATH]
 
     print(f"rows in sandbox:            {args.rows}")

@@ -20,8 +20,6 @@ from pathlib import Path
 from exact_sandbox.process import SandboxProcess
 from tests.taprun import catalog_selecting
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

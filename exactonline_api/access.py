@@ -22,6 +22,7 @@ from exactonline_api.errors import (
     ExactAPIError,
     ExactError,
 )
+from exactonline_api.http import paginate
 
 LOG = logging.getLogger("exactonline_api.access")
 
@@ -34,18 +35,13 @@ def not_granted_reason(division: int) -> str:
 
 
 def all_rows(session: Any, url: str, base_url: str) -> Iterator[dict]:
-    """Every row behind a URL, following ``__next`` (only to ``base_url``: the link gets our token)."""
-    base = base_url.rstrip("/") + "/"
-    next_url: str | None = url
-    while next_url:
-        payload = session.get_json(next_url)
+    """Every row behind a URL, through the one pagination loop (``http.paginate``: next links only
+    to the URL's own host, which is ``base_url``'s: the link gets our token)."""
+    for payload in paginate(session.get_json, url):
         try:
             yield from odata.results(payload)
         except ValueError as exc:
             raise ExactError(f"unexpected answer from Exact ({exc})") from None
-        next_url = odata.next_link(payload)
-        if next_url and not next_url.startswith(base):
-            raise ExactError(f"Exact returned a next-page link to another host ({next_url.split('?')[0]})")
 
 
 @dataclass

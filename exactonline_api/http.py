@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import backoff
 import msgspec
@@ -34,6 +35,7 @@ from exactonline_api.answers import exact_message, reason_advice
 from exactonline_api.budget import ErrorBudget
 from exactonline_api.errors import EndpointBlocked, ExactAPIError, ExactError
 from exactonline_api.limits import RateLimiter
+from exactonline_api.odata import next_link
 
 LOG = logging.getLogger("exactonline_api.http")
 
@@ -58,6 +60,34 @@ class AccessTokens(Protocol):
 
 class WriteOutcomeUnknown(ExactError):
     """A POST/PUT/DELETE got no usable answer; it may or may not have taken effect."""
+
+
+Decode = Callable[[bytes], Any]
+
+
+def origin(url: str) -> str:
+    """``https://start.exactonline.nl/api/v1/...`` -> ``https://start.exactonline.nl``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def paginate(get_page: Callable[[str], Any], url: str) -> Iterator[Any]:
+    """Every page of a collection, following Exact's ``__next`` links verbatim.
+
+    The one pagination loop of the project: the tap's streams and lookups, the
+    target's lookups and the auth command all page through here. ``get_page``
+    turns a URL into a decoded envelope (a dict, or a typed Struct with ``d.next``).
+    A next link to another host than the first URL's is refused: the bearer token
+    goes with every page and must never reach a host we did not choose.
+    """
+    home = origin(url)
+    link: str | None = url
+    while link:
+        payload = get_page(link)
+        yield payload
+        link = next_link(payload)
+        if link and origin(link) != home:
+            raise ExactError(f"Exact returned a next-page link to another host ({link.split('?')[0]})")
 
 
 def division_and_endpoint(url: str) -> tuple[int | None, str]:
@@ -100,8 +130,13 @@ class ExactSession(requests.Session):
         sleep: Callable[[float], None] = time.sleep,
         user_agent: str = "tap-exactonline",
         error_budget: ErrorBudget | None = None,
+        pool_size: int = 10,
     ) -> None:
         super().__init__()
+        # One keep-alive connection per thread that reads a division at the same time.
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(pool_size, 1))
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
         self.tokens = tokens
         self.limiter = limiter or RateLimiter(sleep=sleep)
         self.timeout = timeout
@@ -113,8 +148,26 @@ class ExactSession(requests.Session):
         self.error_budget = error_budget
         self.headers.update({"Accept": "application/json", "User-Agent": user_agent})
 
-    # requests calls send() for every request, including the SDK's prepared ones.
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # noqa: C901
+    # requests calls send() for every request (get, post, put, ...).
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        return self._exchange(request, kwargs, None)[0]
+
+    def get_page(self, url: str, decode: Decode | None = None) -> Any:
+        """GET one page and return it decoded: by ``decode`` (a typed decoder, e.g.
+        msgspec into the selected fields) when the body fits it, else as generic JSON."""
+        request = self.prepare_request(requests.Request("GET", url))
+        return self._exchange(request, {}, decode)[1]
+
+    def get_json(self, url: str) -> Any:
+        return self.get_page(url)
+
+    def paginate(self, url: str, decode: Decode | None = None) -> Iterator[Any]:
+        """Every page behind ``url`` (see :func:`paginate`)."""
+        return paginate(lambda link: self.get_page(link, decode), url)
+
+    def _exchange(  # noqa: C901
+        self, request: requests.PreparedRequest, kwargs: dict[str, Any], decode: Decode | None,
+    ) -> tuple[requests.Response, Any]:
         kwargs["timeout"] = kwargs.get("timeout") or self.timeout
         division, endpoint = division_and_endpoint(request.url or "")
         method = (request.method or "GET").upper()
@@ -172,18 +225,14 @@ class ExactSession(requests.Session):
                 continue
             if status >= 400:
                 raise self._client_error(response, division, endpoint, method)
+            payload = None
             if is_read and status == 200:
-                payload = self._json_or_none(response, getattr(request, "exact_decode", None))
+                payload = self._json_or_none(response, decode)
                 if payload is None:
                     failures = self._retry_or_raise(
                         failures, delays, division, f"malformed body on GET {endpoint}")
                     continue
-                response.exact_payload = payload  # type: ignore[attr-defined]
-            return response
-
-    def get_json(self, url: str, params: dict[str, str] | None = None) -> Any:
-        response = self.get(url, params=params)
-        return getattr(response, "exact_payload", None) or response.json()
+            return response, payload
 
     def _retry_or_raise(self, failures: int, delays, division: int | None, problem: str) -> int:
         failures += 1
@@ -197,11 +246,11 @@ class ExactSession(requests.Session):
         return failures
 
     @staticmethod
-    def _json_or_none(response: requests.Response, decode: Callable[[bytes], Any] | None = None) -> Any:
+    def _json_or_none(response: requests.Response, decode: Decode | None = None) -> Any:
         """The decoded body, or None when it is no JSON object (a page to read again).
 
-        ``decode`` is a caller's typed decoder (a request attribute ``exact_decode``);
-        a body that does not fit its types is decoded the generic way instead.
+        ``decode`` is a caller's typed decoder; a body that does not fit its types is
+        decoded the generic way instead.
         """
         if decode is not None:
             try:

@@ -36,6 +36,9 @@ class DivisionBudget:
     waits: int = 0
     waited_seconds: float = 0.0
     status_counts: dict[int, int] = field(default_factory=dict)
+    # While a call waits for the minute window: why, and until when (the limiter's clock).
+    wait_reason: str | None = None
+    wait_until: float | None = None
 
     def summary(self) -> dict:
         return {
@@ -83,9 +86,11 @@ class RateLimiter:
         self.budgets: dict[int, DivisionBudget] = {}
 
     def budget(self, division: int) -> DivisionBudget:
-        if division not in self.budgets:
-            self.budgets[division] = DivisionBudget(division)
-        return self.budgets[division]
+        budget = self.budgets.get(division)
+        if budget is None:
+            # setdefault: threads reading other divisions may add theirs at the same moment.
+            budget = self.budgets.setdefault(division, DivisionBudget(division))
+        return budget
 
     def daily_calls_left(self, division: int) -> int | None:
         """Calls we may still spend today on this division, reserve excluded."""
@@ -159,4 +164,8 @@ class RateLimiter:
         budget.waited_seconds += delay
         LOG.info("division %s: %s, waiting %.1f s for the next minute window",
                  budget.division, reason, delay)
-        self.sleep(delay)
+        budget.wait_reason, budget.wait_until = reason, self.clock() + delay
+        try:
+            self.sleep(delay)
+        finally:
+            budget.wait_reason = budget.wait_until = None

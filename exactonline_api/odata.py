@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
+
+import msgspec
 
 from exactonline_api.timeutil import filter_datetime
 
 # Exact refuses URLs longer than 6,000 characters (REST API restrictions page).
 MAX_URL_LENGTH = 6000
-_QUOTE_SAFE = "$'(),/:=*"
+# Characters left unescaped in query options: Exact (WCF) reads ``+`` literally, so spaces
+# must be %20, and it wants OData's quotes, parentheses and ``$`` as they are.
+QUERY_SAFE = "$'(),/:=*"
+# The Edm types that are JSON integers and numbers (Exact may still send them as strings).
+INTEGER_EDM = frozenset({"Edm.Int16", "Edm.Int32", "Edm.Int64", "Edm.Byte", "Edm.SByte"})
+NUMBER_EDM = frozenset({"Edm.Double", "Edm.Decimal", "Edm.Single"})
+
+
+def query_string(params: Mapping[str, str]) -> str:
+    """OData options with spaces as %20 and quotes kept; empty options left out."""
+    return "&".join(f"{quote(k, safe='$')}={quote(v, safe=QUERY_SAFE)}" for k, v in params.items() if v)
+
+
+def quote_value(text: str) -> str:
+    """One option value, escaped as :func:`query_string` escapes it."""
+    return quote(text, safe=QUERY_SAFE)
 
 
 def string_literal(value: str) -> str:
@@ -32,9 +49,9 @@ def literal(value: Any, edm: str) -> str:
         return filter_datetime(value)
     if edm == "Edm.Int64":
         return f"{int(value)}L"
-    if edm in ("Edm.Int16", "Edm.Int32", "Edm.Byte"):
+    if edm in INTEGER_EDM:
         return str(int(value))
-    if edm in ("Edm.Double", "Edm.Decimal"):
+    if edm in NUMBER_EDM:
         return repr(float(value))
     if edm == "Edm.Boolean":
         return "true" if value else "false"
@@ -48,7 +65,7 @@ def equals_clause(fields: dict[str, str], values: dict[str, object]) -> str:
 
 
 def encoded_length(text: str) -> int:
-    return len(quote(text, safe=_QUOTE_SAFE))
+    return len(quote_value(text))
 
 
 def batch_or_filters(clauses: Iterable[str], budget: int) -> Iterator[tuple[str, list[int]]]:
@@ -91,8 +108,12 @@ def results(payload: object) -> list[dict]:
     raise ValueError("not an OData envelope: 'd' is neither a list nor an object")
 
 
-def next_link(payload: object) -> str | None:
-    """The absolute ``__next`` URL, present only while more pages exist."""
+def next_link(payload: Any) -> str | None:
+    """The absolute ``__next`` URL, present only while more pages exist.
+
+    ``payload`` is a decoded envelope, or a typed one (a msgspec Struct with ``d.next``)."""
+    if isinstance(payload, msgspec.Struct):
+        return getattr(getattr(payload, "d", None), "next", None) or None
     if isinstance(payload, dict):
         body = payload.get("d")
         if isinstance(body, dict):

@@ -24,7 +24,6 @@ Running it again gives the same result (fresh token store, database and state).
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import re
@@ -34,14 +33,14 @@ import time
 from pathlib import Path
 
 if __package__:
-    # ``python -m scripts.demo`` under .venv's Python, where the editable install puts the
-    # repository on sys.path; the file form below re-executes itself this way.
+    # ``python -m scripts.demo`` under .venv's Python, where the editable install makes the
+    # repository's packages importable; the file form below re-executes itself this way.
     from exact_sandbox.process import SandboxError, SandboxProcess
     from scripts import bootstrap
 else:
     # ``python3 scripts/demo.py`` with any Python: only the standard library is certain here,
-    # so this form installs everything and hands over to the form above. Python puts the
-    # script's own directory (scripts/) first on sys.path, which is how this import resolves.
+    # so this form installs everything and hands over to the form above. Python searches the
+    # script's own directory (scripts/) first, which is how this import resolves.
     import bootstrap
 
 ROOT = bootstrap.ROOT
@@ -121,17 +120,13 @@ def run_meltano(args: list[str], env: dict, log_path: Path) -> list[dict]:
 
 
 def _run_summary(line: str) -> dict | None:
-    """The tap's "run summary" log line for one division (JSON, or a Python dict in older versions)."""
+    """The tap's "run summary" JSON line for one division."""
     if " tap-" not in line or "run summary: {" not in line:
         return None
-    text = line.split("run summary: ", 1)[1].strip()
     try:
-        found = json.loads(text)
+        found = json.loads(line.split("run summary: ", 1)[1].strip())
     except ValueError:
-        try:
-            found = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            return None
+        return None
     return found if isinstance(found, dict) and "division" in found and "calls" in found else None
 
 

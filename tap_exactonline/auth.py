@@ -34,11 +34,11 @@ import requests
 import requests.auth
 
 from exactonline_api import odata, redact
-from exactonline_api.connect import token_manager_from_config
+from exactonline_api.connect import base_url_of, token_manager_from_config
 from exactonline_api.errors import ConfigError, ExactAPIError, ExactError
+from exactonline_api.http import paginate
 from exactonline_api.oauth import TokenManager
-from exactonline_api.registry import raw_metadata
-from tap_exactonline.client import query_string
+from exactonline_api.odata import query_string
 
 ENV_PREFIX = "TAP_EXACTONLINE_"
 # Time for the person to log in; the code's 3-minute life only starts at the redirect.
@@ -94,21 +94,6 @@ class ExactBearerAuth(requests.auth.AuthBase):
     __hash__ = object.__hash__
 
 
-def base_url_of(config: Mapping[str, Any]) -> str:
-    """The Exact site for a config: ``base_url`` if set, else the ``country`` site (default nl)."""
-    base = str(config.get("base_url") or "").rstrip("/")
-    if not base:
-        country = str(config.get("country") or "nl")
-        sites = raw_metadata()["base_urls"]
-        if country not in sites:
-            raise ConfigError(f"country {country!r} is not one of {', '.join(sorted(sites))}")
-        return sites[country]
-    # Plain http would send the client secret in the clear; only the local sandbox may use it.
-    if not base.startswith(("https://", "http://127.", "http://localhost")):
-        raise ConfigError(f"base_url {base!r} must be https:// (plain http only on this machine)")
-    return base
-
-
 # --------------------------------------------------------------------------------------------------
 # Small API helper (only current/Me and system/Divisions are needed here)
 # --------------------------------------------------------------------------------------------------
@@ -141,12 +126,10 @@ class _Api:
             raise ExactAPIError(None, f"no answer ({type(exc).__name__})", shown) from None
         if response.status_code >= 400:
             raise ExactAPIError(response.status_code, _error_text(response), shown)
-        payload = getattr(response, "exact_payload", None)
-        if payload is None:
-            try:
-                payload = response.json()
-            except ValueError:
-                raise ExactAPIError(response.status_code, "answer is not JSON", shown) from None
+        try:
+            payload = response.json()
+        except ValueError:
+            raise ExactAPIError(response.status_code, "answer is not JSON", shown) from None
         return payload, response
 
 
@@ -172,17 +155,10 @@ def current_user(api: _Api) -> dict:
     return rows[0]
 
 
-def list_divisions(api: _Api, current_division: int, *, max_pages: int = 50) -> list[dict]:
+def list_divisions(api: _Api, current_division: int) -> list[dict]:
+    url = f"{api.base_url}/api/v1/{current_division}/system/Divisions?" + query_string({"$select": "Code,Description"})
     rows: list[dict] = []
-    payload, _ = api.get(f"{current_division}/system/Divisions", {"$select": "Code,Description"})
-    rows.extend(_results(payload, "/api/v1/system/Divisions"))
-    for _ in range(max_pages):
-        link = odata.next_link(payload)
-        if not link:
-            break
-        if not link.startswith(api.base_url):
-            break  # never send the bearer token to another host
-        payload, _ = api.get(link)
+    for payload in paginate(lambda link: api.get(link)[0], url):
         rows.extend(_results(payload, "/api/v1/system/Divisions"))
     return rows
 

@@ -14,6 +14,7 @@ from exactonline_api.login_hint import auth_command
 from exactonline_api.registry import BULK, STANDARD, SYNC, entities
 from exactonline_api.settings_check import Config, positive
 from exactonline_api.timeutil import parse_iso_utc
+from tap_exactonline.parallel import MAX_PARALLEL_DIVISIONS
 
 OVERRIDABLE = (SYNC, BULK, STANDARD)
 
@@ -25,6 +26,7 @@ def tap_problems(config: Config) -> list[str]:
         *positive(config, "daily_call_reserve", minimum=0),
         *positive(config, "max_rate_limit_wait", minimum=0, what=" seconds"),
         *positive(config, "request_timeout", what=" seconds"),
+        *_parallel(config.get("parallel_divisions")),
         *_api_overrides(config.get("api_overrides") or {}),
         *_date_fields(config.get("date_fields")),
     ]
@@ -41,6 +43,12 @@ def _start(config: Config) -> list[str]:
             parse_iso_utc(str(config["start_date"]))
         except ValueError:
             return [f"start_date: {config['start_date']!r} is not an ISO 8601 date, e.g. 2024-01-01T00:00:00Z"]
+    return []
+
+
+def _parallel(value: object) -> list[str]:
+    if isinstance(value, int) and not 1 <= value <= MAX_PARALLEL_DIVISIONS:
+        return [f"parallel_divisions: {value} is out of range; use 1 to {MAX_PARALLEL_DIVISIONS}"]
     return []
 
 

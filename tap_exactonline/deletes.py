@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import typing as t
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -22,8 +23,8 @@ from exactonline_api.registry import deleted_entity_types, endpoints, entities, 
 from exactonline_api.timeutil import parse_exact_datetime
 
 if t.TYPE_CHECKING:
+    from exactonline_api.api import ExactAPI
     from tap_exactonline.client import ExactStream
-    from tap_exactonline.tap import TapExactOnline
 
 LOG = logging.getLogger("tap_exactonline.deletes")
 RETENTION = timedelta(days=60)  # "the log of records deleted is saved for 2 months"
@@ -44,8 +45,17 @@ class DivisionLog:
 
 
 class Deletions:
-    def __init__(self, tap: TapExactOnline) -> None:
-        self.tap = tap
+    """The deletion log per division, and its routing to the streams as tombstones.
+
+    ``api`` gives the Exact facade (built on first use), ``routed_streams`` the
+    selected streams that route deletions, ``now`` the current moment.
+    """
+
+    def __init__(self, api: Callable[[], ExactAPI], routed_streams: Callable[[], list[ExactStream]], *,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.api = api
+        self.routed_streams = routed_streams
+        self.now = now
         self._logs: dict[int, DivisionLog] = {}
         self._first_heads: dict[tuple[str, int], int] = {}
         by_sync_path = {e.sync.path: e for e in entities().values() if e.sync}
@@ -63,12 +73,9 @@ class Deletions:
 
     # -- reading the log once ---------------------------------------------------
 
-    def _routed_streams(self) -> list[ExactStream]:
-        return [s for s in self.tap.exact_streams() if s.routes_deletes and s.selected]
-
     def _lowest_mark(self, division: int) -> int | None:
         marks = []
-        for stream in self._routed_streams():
+        for stream in self.routed_streams():
             mark = stream.get_context_state({"Division": division}).get(MARK)
             if mark is not None:
                 marks.append(int(mark))
@@ -80,7 +87,7 @@ class Deletions:
         lowest = min(wanted) if wanted else None
         if lowest is not None and (log.since is None or lowest < log.since):
             params = {"$filter": f"Timestamp gt {lowest}L", "$select": DELETED_FIELDS}
-            log.rows = list(self.tap.read_all(division, "sync/Deleted", params))
+            log.rows = list(self.api().rows(division, "sync/Deleted", params))
             log.rows.sort(key=_ts)
             log.since = lowest
             log.head = max([lowest, *(_ts(r) for r in log.rows)])
@@ -93,14 +100,29 @@ class Deletions:
         """The newest deletion Timestamp as of now: where a fresh stream starts."""
         log = self._log(division)
         if log.head is None:
-            now = datetime.now(timezone.utc)
-            log.head = self.tap.sync_timestamp_at(division, "sync/Deleted", now)
+            log.head = self.api().sync_timestamp_at(division, "sync/Deleted", self.now())
         return log.head
 
     # -- routing ----------------------------------------------------------------
 
-    def begin(self, stream: ExactStream, context: dict) -> None:
-        """Before a stream reads a division: note the log head.
+    def prepare(self, stream: ExactStream, context: dict) -> int | None:
+        """On the division's reader thread, before it reads: the calls :meth:`begin` needs.
+
+        Loads the division's log (read once per run, shared by its streams) and, for a
+        stream that starts its deletion bookmark afresh, the log's head. Reads the
+        stream's state, never writes it (the main thread owns state).
+        """
+        state = stream.get_context_state(context)
+        if state.get(MARK) is None and state.get(HEAD) is not None:
+            self._log(context["Division"], int(state[HEAD]))  # begin() turns that head into the bookmark
+            return None
+        self._log(context["Division"])
+        if state.get(MARK) is None:
+            return self.head(context["Division"])
+        return None
+
+    def begin(self, stream: ExactStream, context: dict, head: int | None) -> None:
+        """Before a stream's records of a division are written: note the log head.
 
         A stream syncing a division for the first time, or in full again, starts
         its deletion bookmark at the log's head *before* it reads, so a row
@@ -117,7 +139,7 @@ class Deletions:
             if started is not None:
                 state[MARK] = int(started)
             else:
-                head = self.head(context["Division"])
+                head = self.head(context["Division"]) if head is None else head
                 self._first_heads[(stream.name, context["Division"])] = head
                 state[HEAD] = head
 
@@ -139,9 +161,9 @@ class Deletions:
                     count += 1
                     yield {key: row["EntityKey"], "Division": division,
                            "_sdc_deleted_at": parse_exact_datetime(row.get("DeletedDate"))
-                           or datetime.now(timezone.utc).isoformat()}
+                           or self.now().isoformat()}
             head = log.head
             if count:
                 LOG.info("%s division %s: %d deletions routed", stream.name, division, count)
         state[MARK] = max(int(mark or 0), int(head or 0))
-        state[CHECKED] = datetime.now(timezone.utc).isoformat()
+        state[CHECKED] = self.now().isoformat()

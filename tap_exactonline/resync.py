@@ -32,15 +32,15 @@ from __future__ import annotations
 import logging
 import time
 import typing as t
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 
-from exactonline_api.errors import DailyBudgetExhausted, EndpointBlocked, ExactAPIError
-from exactonline_api.timeutil import parse_exact_datetime, parse_iso_utc
+from exactonline_api.timeutil import parse_iso_utc
 from tap_exactonline.deletes import CHECKED, HEAD, MARK, RETENTION
 
 if t.TYPE_CHECKING:
     from tap_exactonline.client import ExactStream
-    from tap_exactonline.tap import TapExactOnline
+    from tap_exactonline.report import RunReport
 
 LOG = logging.getLogger("tap_exactonline.resync")
 MOVED = "division_move_date"  # partition state: DivisionMoveDate the bookmarks belong to
@@ -60,22 +60,44 @@ def is_versionable(stream: ExactStream) -> bool:
 
 
 class Resyncs:
-    def __init__(self, tap: TapExactOnline) -> None:
-        self.tap = tap
-        self.pending: dict[str, int] = {}  # stream name -> version whose ACTIVATE_VERSION is due
+    """Plans full resyncs before the first stream and activates their versions after the last.
 
-    @property
-    def use_versions(self) -> bool:
-        return bool(self.tap.config.get("resync_activate_version", True))
+    It gets what it uses: the run's ``streams`` and ``divisions``, the ``move_dates``
+    of those divisions, the run ``report`` (which divisions did not finish) and
+    ``write_state`` (a STATE message of the whole tap state).
+    """
+
+    def __init__(
+        self,
+        streams: Callable[[], list[ExactStream]],
+        divisions: Callable[[], list[int]],
+        move_dates: Callable[[], Mapping[int, str | None]],
+        report: RunReport,
+        write_state: Callable[[], None],
+        *,
+        use_versions: bool = True,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        new_version: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.streams = streams
+        self.divisions = divisions
+        self.move_dates = move_dates
+        self.report = report
+        self.write_state = write_state
+        self.use_versions = use_versions
+        self.now = now
+        self.new_version = new_version
+        self.pending: dict[str, int] = {}  # stream name -> version whose ACTIVATE_VERSION is due
+        self.full_resyncs: list[str] = []  # "stream/division" read in full this run (for the log)
 
     # -- before the first stream ------------------------------------------------
 
     def plan(self) -> None:
-        streams = [s for s in self.tap.exact_streams() if s.selected]
+        streams = [s for s in self.streams() if s.selected]
         if not streams:
             return
-        divisions = self.tap.divisions()
-        moves = self.tap.division_move_dates()
+        divisions = self.divisions()
+        moves = self.move_dates()
         reasons: dict[str, dict[int, str]] = {}  # stream -> division -> why
         moved: dict[int, list[str]] = {}
         for stream in streams:
@@ -108,12 +130,11 @@ class Resyncs:
         state[MOVED] = now
         return f"DivisionMoveDate {before} -> {now}"
 
-    @staticmethod
-    def _gap(stream: ExactStream, state: dict) -> str | None:
+    def _gap(self, stream: ExactStream, state: dict) -> str | None:
         checked = state.get(CHECKED)
         if not stream.routes_deletes or state.get(MARK) is None or not checked:
             return None
-        if datetime.now(timezone.utc) - parse_iso_utc(checked) <= RETENTION:
+        if self.now() - parse_iso_utc(checked) <= RETENTION:
             return None
         return (f"last deletion check {checked} is older than Exact keeps its deletion log "
                 f"({RETENTION.days} days)")
@@ -130,17 +151,17 @@ class Resyncs:
                             "warehouse", stream.name, pending)
             for division, why in sorted(reasons.items()):
                 drop_bookmarks(stream, stream.get_context_state({"Division": division}))
-                self.tap.note_full_resync(stream, division)
+                self.full_resyncs.append(f"{stream.name}/{division}")
                 gap = "" if why.startswith("DivisionMoveDate") else (
                     "; rows deleted in Exact during the gap may remain in the warehouse "
                     "(resync_activate_version is off)")
                 LOG.warning("%s division %s: %s; resyncing it in full%s", stream.name, division, why, gap)
             return
         if reasons:
-            version = int(pending) if pending is not None else int(time.time() * 1000)
+            version = int(pending) if pending is not None else self.new_version()
             for division in divisions:
                 drop_bookmarks(stream, stream.get_context_state({"Division": division}))
-                self.tap.note_full_resync(stream, division)
+                self.full_resyncs.append(f"{stream.name}/{division}")
             why = "; ".join(f"division {d}: {r}" for d, r in sorted(reasons.items()))
             LOG.warning("%s: %s; resyncing the stream in full for every division of this run (%s) with "
                         "version %s. ACTIVATE_VERSION %s follows once all of them finished: the target then "
@@ -154,40 +175,25 @@ class Resyncs:
         else:
             return
         stream_state[VERSION] = version
-        stream._stream_version = version  # every RECORD of this stream carries it
+        stream.begin_versioned_resync(version)  # every RECORD of this stream carries it
         self.pending[stream.name] = version
 
     # -- after the last stream --------------------------------------------------
 
     def finish(self) -> None:
         activated = False
+        streams = {stream.name: stream for stream in self.streams()}
         for name, version in self.pending.items():
-            stream = self.tap.streams[name]
-            unfinished = self.tap.unfinished_divisions(name)
+            stream = streams[name]
+            unfinished = self.report.unfinished_divisions(name)
             if unfinished:
                 LOG.warning("%s: ACTIVATE_VERSION %s held back, division(s) %s did not finish; the next run "
                             "continues the resync with the same version", name, version,
                             ", ".join(map(str, unfinished)))
                 continue
-            stream._write_activate_version_message(version)
+            stream.activate_version(version)
             stream.stream_state.pop(VERSION, None)
-            stream._stream_version = None
             activated = True
             LOG.info("%s: full resync complete, ACTIVATE_VERSION %s sent", name, version)
         if activated:
-            self.tap.state_writer.write_state(self.tap.state)
-
-
-def move_dates(rows: t.Iterable[dict]) -> dict[int, str | None]:
-    """``system/Divisions`` rows -> {division: DivisionMoveDate as ISO UTC, or None if never moved}."""
-    return {int(r["Code"]): parse_exact_datetime(r.get("DivisionMoveDate")) for r in rows}
-
-
-def read_move_dates(tap: TapExactOnline, division: int) -> dict[int, str | None] | None:
-    """``DivisionMoveDate`` of every division the user may read, in one call (None when it fails)."""
-    try:
-        return move_dates(tap.read_all(division, "system/Divisions", {"$select": "Code,DivisionMoveDate"}))
-    except (DailyBudgetExhausted, EndpointBlocked, ExactAPIError) as exc:
-        LOG.warning("could not read system/Divisions to check for division moves, not checked this run: %s",
-                    exc)
-        return None
+            self.write_state()

@@ -13,13 +13,11 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 
+from exactonline_api.odata import INTEGER_EDM, NUMBER_EDM
 from exactonline_api.registry import Entity
 from exactonline_api.timeutil import calendar_date, date_literal_to_iso, parse_exact_datetime
 
 LOG = logging.getLogger("tap_exactonline")
-
-INTEGER_EDM = {"Edm.Int16", "Edm.Int32", "Edm.Int64", "Edm.Byte", "Edm.SByte"}
-NUMBER_EDM = {"Edm.Double", "Edm.Decimal", "Edm.Single"}
 
 
 def json_type(edm: str, *, calendar: bool = False) -> dict:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import typing as t
 from datetime import datetime
 
-from exactonline_api.registry import BULK, PARENT, STANDARD, SYNC, Endpoint, Entity, entities
+from singer_sdk.helpers.types import Context
+
+from exactonline_api.registry import BULK, PARENT, STANDARD, SYNC, Endpoint, Entity
 from exactonline_api.timeutil import exact_ms, filter_datetime, local_ms_to_utc, parse_iso_utc
-from tap_exactonline.client import ExactStream
+from tap_exactonline.client import ExactStream, Prepared, Reading
 
 if t.TYPE_CHECKING:
-    from tap_exactonline.tap import TapExactOnline
+    from singer_sdk import Tap
 
 
 class SyncStream(ExactStream):
@@ -32,10 +34,10 @@ class SyncStream(ExactStream):
         bookmark = self.get_starting_replication_key_value(context)
         if bookmark is not None and str(bookmark).isdigit():
             return int(bookmark)
-        start = self.exact.start_moment()
+        start = self.reading.start_moment()
         if start is None:
             return 1  # Exact's documented first-run value
-        return self.exact.sync_timestamp_at(context["Division"], self.endpoint, start)
+        return self.reading.api().sync_timestamp_at(context["Division"], self.endpoint.path, start)
 
     def query_options(self, context: dict) -> dict[str, str]:
         return {
@@ -51,23 +53,24 @@ class DeletedStream(SyncStream):
     and shared with the entity streams that route it.
     """
 
-    def __init__(self, tap: TapExactOnline, entity: Entity) -> None:
-        super().__init__(tap, entity)
+    def __init__(self, tap: Tap, entity: Entity, reading: Reading) -> None:
+        super().__init__(tap, entity, reading)
         self.schema["properties"].update({
             "EntityName": {"type": ["string", "null"], "description": "EntityType as Exact names it"},
             "StreamName": {"type": ["string", "null"], "description": "The tap stream the deletion belongs to"},
         })
 
-    def read_rows(self, context: dict | None) -> t.Iterable[dict]:
-        context = t.cast(dict, context)
-        since = self.start_timestamp(context)
-        for row in self.exact.deletions.rows(context["Division"], since):
-            yield dict(row)
+    def prepare(self, context: dict) -> Prepared:
+        return Prepared(since=self.start_timestamp(context))
 
-    def post_process(self, row: dict, context: dict | None = None) -> dict | None:
+    def read_pages(self, context: dict, prepared: Prepared) -> t.Iterator[list]:
+        since = t.cast(int, prepared.since)
+        yield [dict(row) for row in self.reading.deletions.rows(context["Division"], since)]
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         row = super().post_process(row, context)
         if row is not None:
-            row.update(self.exact.deletions.describe(row.get("EntityType")))
+            row.update(self.reading.deletions.describe(row.get("EntityType")))
         return row
 
 
@@ -91,7 +94,7 @@ class ModifiedStream(ExactStream):
         bookmark = self.get_starting_replication_key_value(context)
         if bookmark:
             return parse_iso_utc(str(bookmark))
-        return self.exact.start_moment()
+        return self.reading.start_moment()
 
 
 class ParentStream(ExactStream):
@@ -104,7 +107,6 @@ class ParentStream(ExactStream):
 
     BOOKMARK = BOOKMARK_KEYS = "parent_modified"
     typed_pages = False  # a page holds parents, the lines are inside them
-    _latest_parent: int | None = None  # Exact local-time ms of the newest parent seen this read
 
     @property
     def endpoint(self) -> Endpoint:
@@ -118,27 +120,29 @@ class ParentStream(ExactStream):
             "$expand": link.navigation,
         }
         bookmark = self.get_context_state(context).get(self.BOOKMARK)
-        since = parse_iso_utc(bookmark) if bookmark else self.exact.start_moment()
+        since = parse_iso_utc(bookmark) if bookmark else self.reading.start_moment()
         if since is not None:
             options["$filter"] = f"Modified gt {filter_datetime(since)}"
         return options
 
-    def parse_response(self, response) -> t.Iterable[dict]:
+    def page_rows(self, payload: t.Any, prepared: Prepared) -> list:
         navigation = t.cast(t.Any, self.entity.parent).navigation
-        for parent in super().parse_response(response):
+        lines: list = []
+        for parent in super().page_rows(payload, prepared):
             modified = exact_ms(parent.get("Modified"))
-            if modified is not None and (self._latest_parent is None or modified > self._latest_parent):
-                self._latest_parent = modified
-            lines = parent.get(navigation) or []
-            if isinstance(lines, dict):
-                lines = lines.get("results") or []
-            yield from lines
+            if modified is not None and (prepared.latest is None or modified > prepared.latest):
+                prepared.latest = modified
+            found = parent.get(navigation) or []
+            if isinstance(found, dict):
+                found = found.get("results") or []
+            lines.extend(found)
+        return lines
 
-    def read_rows(self, context: dict | None) -> t.Iterable[dict]:
-        self._latest_parent = None
-        yield from super().read_rows(context)
-        if self._latest_parent is not None:
-            self.get_context_state(context)[self.BOOKMARK] = local_ms_to_utc(self._latest_parent).isoformat()
+    def division_finished(self, context: dict) -> t.Iterable[dict]:
+        prepared = self._prepared.get(context["Division"])
+        if prepared is not None and prepared.latest is not None:
+            self.get_context_state(context)[self.BOOKMARK] = local_ms_to_utc(prepared.latest).isoformat()
+        return super().division_finished(context)
 
 
 STREAM_CLASSES: dict[str, type[ExactStream]] = {
@@ -146,11 +150,5 @@ STREAM_CLASSES: dict[str, type[ExactStream]] = {
 }
 
 
-def build_streams(tap: TapExactOnline) -> list[ExactStream]:
-    streams: list[ExactStream] = []
-    for entity in entities().values():
-        entity = tap.apply_date_fields(tap.apply_api_override(entity))
-        cls = DeletedStream if entity.source.path == "sync/Deleted" else STREAM_CLASSES[entity.api]
-        streams.append(cls(tap, entity))
-    return streams
-
+def stream_class(entity: Entity) -> type[ExactStream]:
+    return DeletedStream if entity.source.path == "sync/Deleted" else STREAM_CLASSES[entity.api]

@@ -1,4 +1,10 @@
-"""tap-exactonline: every Exact Online entity as an incremental Singer stream."""
+"""tap-exactonline: every Exact Online entity as an incremental Singer stream.
+
+The tap object only wires things together: it reads the config, builds the
+Exact facade (exactonline_api), the run's collaborators (report, deletions,
+resyncs, progress) and the streams, and runs them. None of those call back
+into it.
+"""
 
 from __future__ import annotations
 
@@ -12,32 +18,32 @@ from functools import cached_property
 from singer_sdk import Tap
 from singer_sdk import typing as th
 
-from exactonline_api import odata
-from exactonline_api.access import EmptyReadCheck, missing_rights, read_grants
+from exactonline_api.access import EmptyReadCheck, missing_rights
+from exactonline_api.api import ExactAPI
 from exactonline_api.budget import ErrorBudget
 from exactonline_api.cli import run_plugin
+from exactonline_api.connect import base_url_of, token_manager_from_config
 from exactonline_api.datekinds import calendar_fields
-from exactonline_api.errors import ConfigError, DailyBudgetExhausted, ExactError
+from exactonline_api.errors import ConfigError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
-from exactonline_api.registry import BULK, STANDARD, SYNC, Endpoint, Entity, endpoints, raw_metadata
+from exactonline_api.registry import BULK, STANDARD, SYNC, Endpoint, Entity, entities
 from exactonline_api.settings import connection_properties, logging_properties
 from exactonline_api.settings_check import checked
-from exactonline_api.timeutil import EXACT_TZ, filter_datetime, parse_iso_utc
-from tap_exactonline.client import ExactStream, query_string
+from exactonline_api.timeutil import EXACT_TZ, parse_iso_utc
+from tap_exactonline.client import ExactStream, Reading
 from tap_exactonline.config import tap_problems
 from tap_exactonline.deletes import Deletions
 from tap_exactonline.output import ExactMessageWriter
-from tap_exactonline.resync import Resyncs, move_dates, read_move_dates
-from tap_exactonline.streams import build_streams
+from tap_exactonline.parallel import DEFAULT_PARALLEL_DIVISIONS, MAX_PARALLEL_DIVISIONS
+from tap_exactonline.progress import Progress
+from tap_exactonline.report import RunReport
+from tap_exactonline.resync import Resyncs
+from tap_exactonline.streams import stream_class
 
 LOG = logging.getLogger("tap_exactonline")
 # --test asks users/UserHasRights once per selected stream: at most a minute's worth of calls.
 MAX_RIGHTS_CHECKS = 50
-
-
-def _countries() -> dict[str, str]:
-    return raw_metadata()["base_urls"]
 
 
 class TapExactOnline(Tap):
@@ -56,6 +62,9 @@ class TapExactOnline(Tap):
                     description="Redirect URI registered for your app; read only by `tap-exactonline auth`"),
         th.Property("divisions", th.ArrayType(th.IntegerType),
                     description="Division codes to sync; all divisions the user granted when omitted"),
+        th.Property("parallel_divisions", th.IntegerType, default=DEFAULT_PARALLEL_DIVISIONS,
+                    description=f"Divisions read at the same time (1-{MAX_PARALLEL_DIVISIONS}); Exact's limits "
+                                "are per division, so each one read in parallel adds its own 60 calls a minute"),
         th.Property("start_date", th.DateTimeType,
                     description="First sync starts at this moment (ISO 8601, UTC when no offset)"),
         th.Property("start_year", th.IntegerType,
@@ -91,12 +100,7 @@ class TapExactOnline(Tap):
     ).to_dict()
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        self._stopped: dict[int, str] = {}
-        self._failed: list[str] = []
-        self._unfinished: dict[int, list[str]] = {}
-        self._failed_streams: set[tuple[int, str]] = set()
-        self._move_dates: dict[int, str | None] | None = None
-        self._full_resyncs: list[str] = []
+        self.report = RunReport()
         self._division_list: list[int] | None = None
         self._refused_divisions: dict[int, str] = {}
         with checked(self, tap_problems):
@@ -104,11 +108,7 @@ class TapExactOnline(Tap):
 
     @property
     def base_url(self) -> str:
-        return (self.config.get("base_url") or _countries()[self.config.get("country", "nl")]).rstrip("/")
-
-    @property
-    def routes_deletes(self) -> bool:
-        return bool(self.config.get("route_deletes", True))
+        return base_url_of(self.config)
 
     def start_moment(self) -> datetime | None:
         if self.config.get("start_date"):
@@ -116,10 +116,6 @@ class TapExactOnline(Tap):
         if self.config.get("start_year"):
             return datetime(int(self.config["start_year"]), 1, 1, tzinfo=EXACT_TZ).astimezone(timezone.utc)
         return None
-
-    @property
-    def trims_text(self) -> bool:
-        return bool(self.config.get("trim_text", True))
 
     def apply_date_fields(self, entity: Entity) -> Entity:
         """The user's ``date_fields`` overrides applied to one stream's calendar dates."""
@@ -142,66 +138,32 @@ class TapExactOnline(Tap):
                                    replication_key="Timestamp" if wanted == SYNC else
                                    ("Modified" if source.has("Modified") else None))
 
-    # -- streams ----------------------------------------------------------------
-
-    def discover_streams(self) -> list[ExactStream]:
-        return build_streams(self)
-
-    def exact_streams(self) -> list[ExactStream]:
-        return t.cast(list[ExactStream], list(self.streams.values()))
-
-    # -- the shared client --------------------------------------------------------
+    # -- the Exact client, built on first use (discovery needs no token) ------------
 
     @cached_property
-    def token_manager(self):
-        from exactonline_api.connect import token_manager_from_config
+    def api(self) -> ExactAPI:
+        cfg = self.config
+        limiter = RateLimiter(daily_reserve=int(cfg.get("daily_call_reserve", 200)),
+                              max_wait_seconds=float(cfg.get("max_rate_limit_wait", 90)))
+        session = ExactSession(token_manager_from_config(cfg, self.base_url), limiter=limiter,
+                               timeout=(10.0, float(cfg.get("request_timeout", 120))),
+                               error_budget=ErrorBudget.from_config(cfg), pool_size=self.parallel_divisions + 2)
+        return ExactAPI(session, self.base_url)
 
-        return token_manager_from_config(self.config, self.base_url)
-
-    @cached_property
-    def session(self) -> ExactSession:
-        limiter = RateLimiter(daily_reserve=int(self.config.get("daily_call_reserve", 200)),
-                              max_wait_seconds=float(self.config.get("max_rate_limit_wait", 90)))
-        timeout = float(self.config.get("request_timeout", 120))
-        return ExactSession(self.token_manager, limiter=limiter, timeout=(10.0, timeout),
-                            error_budget=ErrorBudget.from_config(self.config))
-
-    @cached_property
-    def empty_reads(self) -> EmptyReadCheck:
-        return EmptyReadCheck(self.session, self.base_url)
-
-    @cached_property
-    def deletions(self) -> Deletions:
-        return Deletions(self)
-
-    @cached_property
-    def resyncs(self) -> Resyncs:
-        return Resyncs(self)
-
-    def api_url(self, division: int | None, path: str) -> str:
-        ep = endpoints().get(path)
-        below = ep.url_path(division) if ep else (f"{division}/{path}" if division is not None else path)
-        return f"{self.base_url}/api/v1/{below}"
-
-    def read_all(self, division: int, path: str, params: dict[str, str]) -> t.Iterator[dict]:
-        """Every row of a collection, following ``__next`` (used outside streams)."""
-        url: str | None = f"{self.api_url(division, path)}?{query_string(params)}"
-        while url:
-            payload = self.session.get_json(url)
-            yield from odata.results(payload)
-            url = odata.next_link(payload)
+    @property
+    def parallel_divisions(self) -> int:
+        return int(self.config.get("parallel_divisions", DEFAULT_PARALLEL_DIVISIONS))
 
     def divisions(self) -> list[int]:
         """The divisions of this run, read once: configured ones that were not granted are left out."""
         if self._division_list is None:
-            grants = read_grants(self.session, self.base_url, "Code,Description,DivisionMoveDate")
-            self._move_dates = move_dates(grants.rows)
+            grants = self.api.grants()
             configured = [int(d) for d in self.config.get("divisions") or []]
-            self._refused_divisions = grants.refused(configured)
-            self._division_list = [d for d in configured if d not in self._refused_divisions] or \
+            refused = self.report.refused_divisions = grants.refused(configured)
+            self._division_list = [d for d in configured if d not in refused] or \
                 ([] if configured else grants.codes)
-            if self._refused_divisions:
-                listed = ", ".join(map(str, self._refused_divisions))
+            if refused:
+                listed = ", ".join(map(str, refused))
                 if not self._division_list:
                     raise ConfigError(f"none of the configured divisions ({listed}) is granted to this app: run "
                                       "`tap-exactonline auth` again and tick them on Exact's consent screen")
@@ -210,92 +172,71 @@ class TapExactOnline(Tap):
         return self._division_list
 
     def division_move_dates(self) -> dict[int, str | None]:
-        """``DivisionMoveDate`` per division of this run: read with the division list, or one call."""
+        """``DivisionMoveDate`` per division of this run, from the rows the division list was read with."""
         divisions = self.divisions()
-        if self._move_dates is None:
-            self._move_dates = (read_move_dates(self, divisions[0]) if divisions else None) or {}
-        return {d: self._move_dates[d] for d in divisions if d in self._move_dates}
+        found = self.api.move_dates()
+        return {d: found[d] for d in divisions if d in found}
 
-    def sync_timestamp_at(self, division: int, endpoint: Endpoint | str, moment: datetime) -> int:
-        """Translate a date to a sync Timestamp (``read/sync/Sync/SyncTimestamp``)."""
-        path = endpoint.path if isinstance(endpoint, Endpoint) else endpoint
-        params = {"modified": filter_datetime(moment), "endPoint": odata.string_literal(path.rsplit("/", 1)[-1])}
-        rows = odata.results(self.session.get_json(
-            f"{self.api_url(division, 'read/sync/Sync/SyncTimestamp')}?{query_string(params)}"))
-        value = rows[0].get("TimeStampAsBigInt") if rows else None
-        return int(value) if value not in (None, "") else 1
+    # -- the run's collaborators ------------------------------------------------
 
-    # -- budget stops and the run summary ---------------------------------------
+    def _budget(self, division: int):
+        return self.api.session.limiter.budgets.get(division) if "api" in self.__dict__ else None
 
-    def stop_division(self, division: int, stream: str, reason: Exception) -> None:
-        if division not in self._stopped:
-            self._stopped[division] = str(reason)
-            LOG.warning("stopping division %s at stream %s: %s", division, stream, reason)
-        self.note_unfinished(division, stream)
+    @cached_property
+    def reading(self) -> Reading:
+        return Reading(
+            api=lambda: self.api, divisions=self.divisions, report=self.report,
+            deletions=Deletions(lambda: self.api, self._routed_streams),
+            progress=Progress(self._budget), start_moment=self.start_moment,
+            empty_reads=lambda: self.empty_reads,
+            routes_deletes=bool(self.config.get("route_deletes", True)),
+            parallel_divisions=self.parallel_divisions, trims_text=bool(self.config.get("trim_text", True)))
 
-    def note_unfinished(self, division: int, stream: str) -> None:
-        self._unfinished.setdefault(division, []).append(stream)
+    @cached_property
+    def empty_reads(self) -> EmptyReadCheck:
+        return EmptyReadCheck(self.api.session, self.base_url)
 
-    def fail_stream(self, division: int, stream: str, reason: Exception) -> None:
-        """A stream failed for one division (e.g. a module the license lacks); the others go on."""
-        self._failed.append(f"{stream} in division {division}: {reason}")
-        self._failed_streams.add((division, stream))
-        LOG.error("%s division %s failed, continuing with the other streams: %s", stream, division, reason)
+    def exact_streams(self) -> list[ExactStream]:
+        return t.cast(list[ExactStream], list(self.streams.values()))
 
-    def division_stopped(self, division: int) -> bool:
-        return division in self._stopped
+    def _routed_streams(self) -> list[ExactStream]:
+        return [s for s in self.exact_streams() if s.routes_deletes and s.selected]
 
-    def unfinished_divisions(self, stream: str) -> list[int]:
-        """Divisions this run did not read to the end for ``stream`` (budget stop or failure)."""
-        stopped = {d for d, names in self._unfinished.items() if stream in names}
-        return sorted(stopped | {d for d, s in self._failed_streams if s == stream})
+    def discover_streams(self) -> list[ExactStream]:
+        chosen = (self.apply_date_fields(self.apply_api_override(e)) for e in entities().values())
+        return [stream_class(entity)(self, entity, self.reading) for entity in chosen]
 
-    def note_full_resync(self, stream: ExactStream, division: int) -> None:
-        self._full_resyncs.append(f"{stream.name}/{division}")
+    @cached_property
+    def resyncs(self) -> Resyncs:
+        return Resyncs(self.exact_streams, self.divisions, self.division_move_dates, self.report,
+                       lambda: self.state_writer.write_state(self.state),
+                       use_versions=bool(self.config.get("resync_activate_version", True)))
 
-    def sync_all(self) -> None:
+    # singer-sdk marks these @final but offers no hook before the first or after the last stream.
+    def sync_all(self) -> None:  # type: ignore[misc]
         # Full resyncs are planned on every partition's state before the first
-        # stream reads, and activated after the last (tap_exactonline.resync).
+        # stream reads (which also creates every partition's state here, on the
+        # main thread, so reader threads only read it), and activated after the last.
         self.resyncs.plan()
         super().sync_all()
         self.resyncs.finish()
-        self._log_summary()
-        refused = (f"division(s) {', '.join(map(str, self._refused_divisions))} not read: not granted to this app "
-                   "(run `tap-exactonline auth` again and tick them); " if self._refused_divisions else "")
-        if self._failed:
-            raise ExactError(f"{refused}{len(self._failed)} stream(s) failed (state kept for the others): "
-                             + " | ".join(self._failed))
-        if refused:
-            raise ExactError(f"{refused}the other divisions were read and their state saved")
-        if self._stopped:
-            raise DailyBudgetExhausted(
-                "stopped before the end to keep the daily call reserve; unfinished: "
-                + "; ".join(f"division {d}: {', '.join(s)}" for d, s in sorted(self._unfinished.items()))
-                + ". State is saved: the next run resumes there.")
+        if self.resyncs.full_resyncs:
+            LOG.info("read in full this run (stream/division): %s", ", ".join(self.resyncs.full_resyncs))
+        if "api" in self.__dict__:  # no call was made (nothing selected, or discovery): no summary
+            self.report.log_summary(list(self.api.session.limiter.budgets.values()))
+        self.report.raise_for_outcome()
 
-    def _log_summary(self) -> None:
-        records: dict[tuple[int, str], int] = {}
-        for stream in self.exact_streams():
-            for division, count in getattr(stream, "records_by_division", {}).items():
-                records[(division, stream.name)] = count
-        if "session" not in self.__dict__:
-            return  # no call was made (nothing selected, or discovery)
-        for budget in self.session.limiter.budgets.values():
-            line = budget.summary()
-            line["records"] = {s: n for (d, s), n in records.items() if d == budget.division}
-            LOG.info("run summary: %s", line)
-
-    def run_connection_test(self) -> bool:
+    def run_connection_test(self) -> bool:  # type: ignore[misc]
         from tap_exactonline.auth import connection_report
 
-        print(connection_report(self.session, self.base_url))
+        print(connection_report(self.api.session, self.base_url))
         selected = {s.endpoint.path: s.name for s in self.exact_streams() if s.selected}
         division = next(iter(self.divisions()), None)
         if len(selected) > MAX_RIGHTS_CHECKS:
             print(f"Rights not checked: {len(selected)} streams are selected (one call each); select at most "
                   f"{MAX_RIGHTS_CHECKS} to check them.")
         elif division is not None and selected:
-            missing = missing_rights(self.session, self.base_url, division, selected)
+            missing = missing_rights(self.api.session, self.base_url, division, selected)
             print(f"Selected streams without rights in division {division}: "
                   + (", ".join(f"{selected[p]} ({p})" for p in missing) if missing else "none") + ".")
         return True

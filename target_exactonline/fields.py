@@ -26,10 +26,10 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from exactonline_api.odata import INTEGER_EDM as INTEGER
+from exactonline_api.odata import NUMBER_EDM as NUMBER
 from exactonline_api.timeutil import to_exact_local
 
-INTEGER = frozenset({"Edm.Int16", "Edm.Int32", "Edm.Int64", "Edm.Byte", "Edm.SByte"})
-NUMBER = frozenset({"Edm.Double", "Edm.Decimal", "Edm.Single"})
 _TRUE = frozenset({"true", "t", "1", "yes", "y", "ja", "j"})
 _FALSE = frozenset({"false", "f", "0", "no", "n", "nee"})
 _MS_DATE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")

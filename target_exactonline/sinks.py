@@ -20,7 +20,23 @@ from target_exactonline.shape import ATTACHMENTS, DOCUMENTS, ENTITY, RecordShape
 from target_exactonline.upsert import BaseUpserter, EntityUpserter
 
 if t.TYPE_CHECKING:
-    from target_exactonline.target import TargetExactOnline
+    from singer_sdk import Target
+
+
+class ExactTarget(t.Protocol):
+    """What the sinks use of the target: target.py imports this module, never the reverse."""
+
+    config: t.Mapping[str, t.Any]
+    writer: t.Any
+    rejects: t.Any
+    ledger: t.Any
+    attachments_dir: t.Any
+    account_codes: t.Any
+    refusals: t.Any
+
+    def register_sink(self, sink: ExactSink) -> None: ...
+
+    def drain_earlier(self, sink: ExactSink) -> None: ...
 
 DEFAULT_BATCH_SIZE = 100
 # A batch of documents with inline base64 is drained early, whatever its row count.
@@ -72,7 +88,7 @@ def natural_key_for(stream: str, entity: Entity, endpoint: Endpoint, config: t.M
     return tuple(resolved)
 
 
-def build_upserter(target: TargetExactOnline, stream: str) -> BaseUpserter:
+def build_upserter(target: ExactTarget, stream: str) -> BaseUpserter:
     entity, endpoint = entity_for_stream(stream)
     common: dict[str, t.Any] = {
         "writer": target.writer, "stream": stream, "endpoint": endpoint, "rejects": target.rejects,
@@ -107,9 +123,9 @@ def _text_size(value: t.Any) -> int:
 class ExactSink(BatchSink):
     """Collects a batch of one stream; drains it through the stream's upserter."""
 
-    def __init__(self, target: TargetExactOnline, stream_name: str, schema: dict,
+    def __init__(self, target: ExactTarget, stream_name: str, schema: dict,
                  key_properties: t.Sequence[str] | None) -> None:
-        super().__init__(target, stream_name, schema, key_properties)
+        super().__init__(t.cast("Target", target), stream_name, schema, key_properties)
         self.exact_target = target
         self.upserter = build_upserter(target, stream_name)
         self._carries_files = isinstance(self.upserter, (DocumentsUpserter, AttachmentsUpserter))

@@ -32,10 +32,10 @@ from typing_extensions import override
 
 from exactonline_api.budget import ErrorBudget
 from exactonline_api.cli import run_plugin
+from exactonline_api.connect import base_url_of
 from exactonline_api.errors import ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
-from exactonline_api.registry import raw_metadata
 from exactonline_api.settings import connection_properties, logging_properties
 from exactonline_api.settings_check import checked
 from target_exactonline.accounts import AccountCodes
@@ -127,8 +127,7 @@ class TargetExactOnline(Target):
 
     @property
     def base_url(self) -> str:
-        base = self.config.get("base_url") or raw_metadata()["base_urls"][self.config.get("country", "nl")]
-        return base.rstrip("/")
+        return base_url_of(self.config)
 
     @cached_property
     def session(self) -> ExactSession:

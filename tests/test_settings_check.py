@@ -63,6 +63,8 @@ TAP = [
     ("divisions", [101, "x"]),
     ("divisions", [0]),
     ("max_rate_limit_wait", -1),
+    ("parallel_divisions", 17),
+    ("trim_text", "yes"),
     ("route_deletes", "yes"),
     ("resync_activate_version", "no"),
     ("redirect_uri", 8080),

@@ -63,7 +63,9 @@ def test_no_429_in_normal_operation_thanks_to_the_throttle(sandbox_factory, tmp_
     config = tap_config(sandbox, tmp_path, max_rate_limit_wait=90)
     out = run_tap(config, streams={"journals"})
     assert len(out.records["journals"]) == 1500
-    used = calls(sandbox)  # the division check, then 25 pages of 60
+    # current/Me (no division: outside the rate limits), then the division list, then 25 pages of 60
+    assert [c["path"] for c in calls(sandbox) if c["division"] is None] == ["current/Me"]
+    used = [c for c in calls(sandbox) if c["division"] is not None]
     assert len(used) == 26 and calls(sandbox, 429) == []
     # 11 calls a minute (the 12th is kept as the floor), then a wait for the next window.
     per_minute = Counter(int(c["ts"] // 60) for c in used)
