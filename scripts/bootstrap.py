@@ -8,12 +8,15 @@ Standard library only, so it runs with any Python >= 3.10 on a fresh machine:
   Meltano's pins never meet singer-sdk's;
 * ``.venv/``          the dev venv: this package editable with ``[dev]`` (pytest,
   the sandbox's dependencies);
-* ``.meltano/``       the plugins of ``meltano.yml`` (``meltano install``).
+* ``.meltano/``       the plugins of ``meltano.yml`` (``meltano install``);
+* ``.venv-orchestrate/`` Dagster (``orchestrate/requirements.txt``), which runs the main
+  job in shards of divisions; apart again, so Dagster's pins meet neither Meltano's
+  nor singer-sdk's.
 
 Each step is skipped when what it would install is already there (a stamp file
 holds the hash of its inputs), so a second run takes a second or two.
 
-Usage: ``python3 scripts/bootstrap.py [--tools] [--dev] [--plugins]`` (no flag: all).
+Usage: ``python3 scripts/bootstrap.py [--tools] [--dev] [--plugins] [--orchestrate]`` (no flag: all).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEV_VENV = ROOT / ".venv"
 TOOLS_VENV = ROOT / ".venv-meltano"
 TOOLS_REQUIREMENTS = ROOT / "scripts" / "requirements-meltano.txt"
+ORCHESTRATE_VENV = ROOT / ".venv-orchestrate"
+ORCHESTRATE_REQUIREMENTS = ROOT / "orchestrate" / "requirements.txt"
 LOG_DIR = ROOT / ".meltano" / "logs"
 MIN_PYTHON = (3, 10)
 
@@ -119,23 +124,28 @@ def _pip_env() -> dict:
     return env
 
 
-def ensure_tools_venv() -> bool:
-    """Meltano + embedded PostgreSQL in ``.venv-meltano``. Returns True if it installed anything."""
-    digest = _digest(TOOLS_REQUIREMENTS.read_bytes(), sys.version.encode())
-    if meltano_bin().exists() and _stamp_ok(TOOLS_VENV, "tools", digest):
+def _once(venv: Path, stamp: str, digest: str, ready: Path, title: str, install) -> bool:
+    """Run ``install`` unless ``ready`` exists and the stamp holds ``digest``. True if it ran."""
+    if ready.exists() and _stamp_ok(venv, stamp, digest):
         return False
     t0 = time.monotonic()
-    log(f"installing Meltano and the embedded PostgreSQL into {TOOLS_VENV.name}/ (once)")
-    if not tools_python().exists():
-        run_logged([sys.executable, "-m", "venv", str(TOOLS_VENV)], "venv-tools.log")
-    run_logged(
-        [str(tools_python()), "-m", "pip", "install", "-q", "-r", str(TOOLS_REQUIREMENTS)],
-        "pip-tools.log",
-        env=_pip_env(),
-    )
-    _write_stamp(TOOLS_VENV, "tools", digest)
+    log(title)
+    install()
+    _write_stamp(venv, stamp, digest)
     log(f"   done in {time.monotonic() - t0:.0f}s")
     return True
+
+
+def ensure_tools_venv() -> bool:
+    """Meltano + embedded PostgreSQL in ``.venv-meltano``. Returns True if it installed anything."""
+    def install() -> None:
+        if not tools_python().exists():
+            run_logged([sys.executable, "-m", "venv", str(TOOLS_VENV)], "venv-tools.log")
+        run_logged([str(tools_python()), "-m", "pip", "install", "-q", "-r", str(TOOLS_REQUIREMENTS)],
+                   "pip-tools.log", env=_pip_env())
+
+    return _once(TOOLS_VENV, "tools", _digest(TOOLS_REQUIREMENTS.read_bytes(), sys.version.encode()), meltano_bin(),
+                 f"installing Meltano and the embedded PostgreSQL into {TOOLS_VENV.name}/ (once)", install)
 
 
 def _uv() -> Path | None:
@@ -143,24 +153,36 @@ def _uv() -> Path | None:
     return uv if uv.exists() else None
 
 
-def ensure_dev_venv() -> bool:
-    """This package editable with [dev] in ``.venv``. Returns True if it installed anything."""
-    digest = _digest((ROOT / "pyproject.toml").read_bytes())
-    if dev_python().exists() and _stamp_ok(DEV_VENV, "dev", digest):
-        return False
-    t0 = time.monotonic()
-    log(f"installing tap-exactonline[dev] (editable) into {DEV_VENV.name}/")
-    if not dev_python().exists():
-        run_logged([sys.executable, "-m", "venv", str(DEV_VENV)], "venv-dev.log")
+def _install(venv: Path, name: str, args: list[str]) -> None:
+    """Create ``venv`` when missing and install ``args`` into it (with Meltano's uv when there)."""
+    python = venv_bin(venv, "python")
+    if not python.exists():
+        run_logged([sys.executable, "-m", "venv", str(venv)], f"venv-{name}.log")
     uv = _uv()
     if uv is not None:  # uv ships with Meltano: 10x faster than pip here
-        cmd = [str(uv), "pip", "install", "--python", str(dev_python()), "-e", ".[dev]"]
+        cmd = [str(uv), "pip", "install", "--python", str(python), *args]
     else:
-        cmd = [str(dev_python()), "-m", "pip", "install", "-q", "-e", ".[dev]"]
-    run_logged(cmd, "pip-dev.log", env=_pip_env())
-    _write_stamp(DEV_VENV, "dev", digest)
-    log(f"   done in {time.monotonic() - t0:.0f}s")
-    return True
+        cmd = [str(python), "-m", "pip", "install", "-q", *args]
+    run_logged(cmd, f"pip-{name}.log", env=_pip_env())
+
+
+def ensure_dev_venv() -> bool:
+    """This package editable with [dev] in ``.venv``. Returns True if it installed anything."""
+    return _once(DEV_VENV, "dev", _digest((ROOT / "pyproject.toml").read_bytes()), dev_python(),
+                 f"installing tap-exactonline[dev] (editable) into {DEV_VENV.name}/",
+                 lambda: _install(DEV_VENV, "dev", ["-e", ".[dev]"]))
+
+
+def orchestrate_bin(name: str = "dagster") -> Path:
+    return venv_bin(ORCHESTRATE_VENV, name)
+
+
+def ensure_orchestrate_venv() -> bool:
+    """Dagster in ``.venv-orchestrate``. Returns True if it installed anything."""
+    return _once(ORCHESTRATE_VENV, "orchestrate",
+                 _digest(ORCHESTRATE_REQUIREMENTS.read_bytes(), sys.version.encode()), orchestrate_bin(),
+                 f"installing Dagster into {ORCHESTRATE_VENV.name}/",
+                 lambda: _install(ORCHESTRATE_VENV, "orchestrate", ["-r", str(ORCHESTRATE_REQUIREMENTS)]))
 
 
 def meltano_env(extra: dict | None = None) -> dict:
@@ -195,15 +217,17 @@ def ensure_plugins() -> bool:
     return True
 
 
-def bootstrap(*, tools: bool = True, dev: bool = True, plugins: bool = True) -> None:
+def bootstrap(*, tools: bool = True, dev: bool = True, plugins: bool = True, orchestrate: bool = False) -> None:
     _check_python()
     with _lock():
-        if tools or plugins or dev:
-            ensure_tools_venv()  # dev uses its uv; plugins use its meltano
+        if tools or plugins or dev or orchestrate:
+            ensure_tools_venv()  # dev and orchestrate use its uv; plugins use its meltano
         if dev:
             ensure_dev_venv()
         if plugins:
             ensure_plugins()
+        if orchestrate:
+            ensure_orchestrate_venv()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,10 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", action="store_true", help="only the tools venv (.venv-meltano)")
     parser.add_argument("--dev", action="store_true", help="the dev venv (.venv)")
     parser.add_argument("--plugins", action="store_true", help="the Meltano plugins (.meltano/)")
+    parser.add_argument("--orchestrate", action="store_true", help="Dagster (.venv-orchestrate)")
     args = parser.parse_args(argv)
-    everything = not (args.tools or args.dev or args.plugins)
+    everything = not (args.tools or args.dev or args.plugins or args.orchestrate)
     t0 = time.monotonic()
-    bootstrap(tools=True, dev=everything or args.dev, plugins=everything or args.plugins)
+    bootstrap(tools=True, dev=everything or args.dev, plugins=everything or args.plugins,
+              orchestrate=everything or args.orchestrate)
     log(f"bootstrap complete in {time.monotonic() - t0:.0f}s")
     return 0
 

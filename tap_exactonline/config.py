@@ -7,6 +7,7 @@ whose type is already right, so they never trip over ``start_year: "twenty"``.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 
 from exactonline_api.datekinds import check_overrides, datetime_fields
 from exactonline_api.errors import ConfigError
@@ -14,6 +15,7 @@ from exactonline_api.login_hint import auth_command
 from exactonline_api.registry import BULK, STANDARD, SYNC, entities
 from exactonline_api.settings_check import Config, positive
 from exactonline_api.timeutil import parse_iso_utc
+from tap_exactonline import shards
 from tap_exactonline.parallel import MAX_PARALLEL_DIVISIONS
 
 OVERRIDABLE = (SYNC, BULK, STANDARD)
@@ -29,6 +31,7 @@ def tap_problems(config: Config) -> list[str]:
         *_parallel(config.get("parallel_divisions")),
         *_api_overrides(config.get("api_overrides") or {}),
         *_date_fields(config.get("date_fields")),
+        *_one_line_rule("division_shard", lambda: shards.parse(config.get("division_shard"))),
     ]
 
 
@@ -81,8 +84,14 @@ def _api_overrides(overrides: dict) -> list[str]:
 
 
 def _date_fields(overrides: object) -> list[str]:
+    return _one_line_rule("date_fields", lambda: check_overrides(overrides, datetime_fields()))
+
+
+def _one_line_rule(name: str, rule: Callable[[], object]) -> list[str]:
+    """A rule of another module that raises one ConfigError; its line, named like ours."""
     try:
-        check_overrides(overrides, datetime_fields())
-    except ConfigError as exc:  # its messages already start with the setting's name
-        return [str(exc) if str(exc).startswith("date_fields") else f"date_fields: {exc}"]
+        rule()
+    except ConfigError as exc:
+        text = str(exc)
+        return [text if text.startswith((f"{name}:", f"{name}.")) else f"{name}: {text.removeprefix(name).lstrip()}"]
     return []

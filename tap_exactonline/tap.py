@@ -31,6 +31,7 @@ from exactonline_api.registry import BULK, STANDARD, SYNC, Endpoint, Entity, ent
 from exactonline_api.settings import connection_properties, logging_properties
 from exactonline_api.settings_check import checked
 from exactonline_api.timeutil import EXACT_TZ, parse_iso_utc
+from tap_exactonline import shards
 from tap_exactonline.client import ExactStream, Reading
 from tap_exactonline.config import tap_problems
 from tap_exactonline.deletes import Deletions
@@ -62,6 +63,7 @@ class TapExactOnline(Tap):
                     description="Redirect URI registered for your app; read only by `tap-exactonline auth`"),
         th.Property("divisions", th.ArrayType(th.IntegerType),
                     description="Division codes to sync; all divisions the user granted when omitted"),
+        shards.PROPERTY,
         th.Property("parallel_divisions", th.IntegerType, default=DEFAULT_PARALLEL_DIVISIONS,
                     description=f"Divisions read at the same time (1-{MAX_PARALLEL_DIVISIONS}); Exact's limits "
                                 "are per division, so each one read in parallel adds its own 60 calls a minute"),
@@ -169,6 +171,7 @@ class TapExactOnline(Tap):
                                       "`tap-exactonline auth` again and tick them on Exact's consent screen")
                 LOG.error("not reading division(s) %s: not granted to this app; run `tap-exactonline auth` "
                           "again and tick them on Exact's consent screen", listed)
+            self._division_list = shards.pick(self._division_list, self.config.get("division_shard"))
         return self._division_list
 
     def division_move_dates(self) -> dict[int, str | None]:
@@ -210,13 +213,15 @@ class TapExactOnline(Tap):
     def resyncs(self) -> Resyncs:
         return Resyncs(self.exact_streams, self.divisions, self.division_move_dates, self.report,
                        lambda: self.state_writer.write_state(self.state),
-                       use_versions=bool(self.config.get("resync_activate_version", True)))
+                       use_versions=shards.activate_version_allowed(self.config))
 
     # singer-sdk marks these @final but offers no hook before the first or after the last stream.
     def sync_all(self) -> None:  # type: ignore[misc]
         # Full resyncs are planned on every partition's state before the first
         # stream reads (which also creates every partition's state here, on the
         # main thread, so reader threads only read it), and activated after the last.
+        if not self.divisions():
+            return  # a shard that holds none of the divisions (shards.pick said so)
         self.resyncs.plan()
         super().sync_all()
         self.resyncs.finish()

@@ -64,6 +64,7 @@ TAP = [
     ("divisions", [0]),
     ("max_rate_limit_wait", -1),
     ("parallel_divisions", 17),
+    ("division_shard", "9/8"),
     ("trim_text", "yes"),
     ("route_deletes", "yes"),
     ("resync_activate_version", "no"),
