@@ -39,6 +39,7 @@ SMALLER = {
     "bash scripts/test.sh": "bash scripts/test.sh --collect-only -q",
     "--rows 100000": "--rows 2000",
     "bench/bench_sandbox.py": "bench/bench_sandbox.py --lines 5000",
+    "bench/bench_shards.py": "bench/bench_shards.py --streams accounts --shards 2 --divisions 101,103",
 }
 SELECT = '["transaction_lines.*", "accounts.*"]'
 
