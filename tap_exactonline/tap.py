@@ -104,7 +104,6 @@ class TapExactOnline(Tap):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self.report = RunReport()
         self._division_list: list[int] | None = None
-        self._refused_divisions: dict[int, str] = {}
         with checked(self, tap_problems):
             super().__init__(*args, **kwargs)
 
@@ -220,6 +219,9 @@ class TapExactOnline(Tap):
         # Full resyncs are planned on every partition's state before the first
         # stream reads (which also creates every partition's state here, on the
         # main thread, so reader threads only read it), and activated after the last.
+        if not any(s.selected or s.has_selected_descendents for s in self.exact_streams()):
+            super().sync_all()  # nothing to read: no call to Exact, not even the grants check
+            return
         if not self.divisions():
             return  # a shard that holds none of the divisions (shards.pick said so)
         self.resyncs.plan()
