@@ -22,6 +22,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -41,6 +42,8 @@ SMALLER = {
     "bench/bench_sandbox.py": "bench/bench_sandbox.py --lines 5000",
     "bench/bench_shards.py": "bench/bench_shards.py --streams accounts --shards 2 --divisions 101,103",
 }
+# Commands that start a server, and what they print once it is up.
+SERVERS = {"-m exact_sandbox": "sandbox listening on http://127.0.0.1:8765", "dagster dev": "Serving dagster-webserver"}
 SELECT = '["transaction_lines.*", "accounts.*"]'
 
 
@@ -108,8 +111,9 @@ class Reader:
             line = line.replace(long, short)
         if " auth " in f"{line} ":
             return self.log_in(line)
-        if line.startswith(".venv/bin/python -m exact_sandbox"):
-            return self.serve(line)
+        ready = next((mark for server, mark in SERVERS.items() if server in line), None)
+        if ready is not None:
+            return self.serve(line, ready)
         env_file = self.cwd / ".readme-env"
         proc = subprocess.run(["bash", "-c", f"set -e\n{line}\nenv -0 > {shlex.quote(str(env_file))}"],
                               cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=900,
@@ -133,14 +137,20 @@ class Reader:
         assert "Tokens saved to" in out and "101" in out, out
         return subprocess.CompletedProcess(line, 0, out, err)
 
-    def serve(self, line: str) -> None:
-        proc = subprocess.Popen(shlex.split(line), cwd=self.cwd, env=self.env, text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    def serve(self, line: str, ready: str) -> None:
+        """A server: started, seen to say it is up, stopped (with everything it started)."""
+        proc = subprocess.Popen(["bash", "-c", line], cwd=self.cwd, env=self.env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            assert "sandbox listening on http://127.0.0.1:8765" in proc.stdout.readline()
+            seen = []
+            for out in proc.stdout:
+                seen.append(out)
+                if ready in out:
+                    break
+            assert ready in "".join(seen), "".join(seen)[-3000:]
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
 
 
 def _tail(text: str) -> str:
