@@ -21,7 +21,13 @@ DEFAULT_VOLUMES = {
     "crm/Accounts": 25,
     "crm/Contacts": 40,
     "crm/Addresses": 25,
-    "financial/GLAccounts": 24,
+    "financial/GLAccounts": 22,  # ledger.CHART
+    "financial/GLClassifications": 13,  # ledger.RGS
+    "financial/GLAccountClassificationMappings": 20,  # the chart's mapped accounts
+    "financial/Journals": 5,
+    "financial/FinancialPeriods": 24,  # two years of months
+    "cashflow/Receivables": 20,  # open invoices first, then settled ones
+    "cashflow/Payments": 20,
     "logistics/Items": 20,
     "financialtransaction/TransactionLines": 300,
     "documents/Documents": 15,
@@ -60,6 +66,7 @@ class GenContext:
     rowversion_base: int = 0
     pad_codes: bool = True
     today_ms: int = 0  # midnight of the sandbox's start day, Exact local time
+    history_days: int = 700  # the generated history: history_start_ms and this many days
 
     def rng(self, *parts: object) -> random.Random:
         return random.Random(":".join(str(p) for p in (self.seed, self.division, *parts)))
@@ -203,17 +210,6 @@ _CITIES = [("Amsterdam", "1011 AB"), ("Rotterdam", "3011 CD"), ("Utrecht", "3511
 _FIRST = ["Anna", "Bram", "Chantal", "Daan", "Eva", "Femke", "Gijs", "Hanna", "Ilse", "Joost", "Kees", "Lotte"]
 _LAST = ["de Vries", "Jansen", "van Dijk", "Bakker", "Visser", "Smit", "Meijer", "de Boer", "Mulder", "Bos"]
 
-# (code, description, type) of a small Dutch chart of accounts; type 12 = revenue, 110 = costs.
-_CHART = [
-    ("1000", "Kas", 10), ("1100", "Bank", 12), ("1300", "Debiteuren", 20), ("1600", "Crediteuren", 22),
-    ("1500", "Te betalen btw", 24), ("1510", "Te vorderen btw", 24), ("0100", "Inventaris", 30),
-    ("0500", "Eigen vermogen", 40), ("4000", "Personeelskosten", 110), ("4100", "Huisvestingskosten", 110),
-    ("4200", "Autokosten", 110), ("4300", "Kantoorkosten", 110), ("4400", "Verkoopkosten", 110),
-    ("7000", "Inkoopwaarde omzet", 111), ("8000", "Omzet hoog tarief", 12), ("8100", "Omzet laag tarief", 12),
-    ("8200", "Omzet export", 12), ("9000", "Rentebaten", 120),
-]
-
-
 def account_code(n: int, pad: bool) -> str:
     return f"{n:>18}" if pad else str(n)
 
@@ -258,16 +254,6 @@ def _addresses(rows, put, rng, ctx):
             Main=i < len(accounts))
 
 
-@domain("financial/GLAccounts")
-def _gl_accounts(rows, put, rng, ctx):
-    for i, row in enumerate(rows):
-        code, description, kind = _CHART[i % len(_CHART)]
-        if i >= len(_CHART):
-            code, description = f"{code}{i // len(_CHART)}", f"{description} {i // len(_CHART)}"
-        put(row, Code=code, Description=description, Type=kind, TypeDescription=description,
-            BalanceSide="D" if kind < 100 else "C", BalanceType="B" if kind < 100 else "W", IsBlocked=False)
-
-
 @domain("logistics/Items")
 def _items(rows, put, rng, ctx):
     for i, row in enumerate(rows):
@@ -275,42 +261,6 @@ def _items(rows, put, rng, ctx):
         put(row, Code=f"ART-{i + 1:05d}", Description=f"Artikel {i + 1}", IsSalesItem=True,
             IsPurchaseItem=i % 2 == 0, IsStockItem=i % 3 == 0, Unit="pc", UnitDescription="Stuk",
             CostPriceStandard=round(price * 0.6, 2), StandardSalesPrice=price, SalesVatCode="2")
-
-
-@domain("financialtransaction/TransactionLines")
-def _transaction_lines(rows, put, rng, ctx):
-    gls, gi = _pick(ctx, "financial/GLAccounts")
-    accounts, ai = _pick(ctx, "crm/Accounts")
-    random_ = rng.random
-    day_ms = 86_400_000
-    i = entry = 0
-    while i < len(rows):
-        size = min(2 + int(random_() * 3), len(rows) - i)
-        entry += 1
-        entry_id = guid(rng)
-        day = int(random_() * 700)
-        date_ms = ctx.history_start_ms + day * day_ms
-        year, period = 2023 + day // 365, 1 + (day % 365) // 31
-        account = accounts[int(random_() * len(accounts))] if accounts else None
-        journal = ("60", "Verkoopboek", 20) if entry % 3 else ("70", "Memoriaal", 90)
-        amounts = [round(10 + random_() * 990, 2) for _ in range(size - 1)]
-        amounts.append(-round(sum(amounts), 2))  # every entry balances
-        for line in range(size):
-            row = rows[i + line]
-            gl = gls[int(random_() * len(gls))] if gls else None
-            amount = amounts[line]
-            put(row, EntryID=entry_id, EntryNumber=entry, LineNumber=line + 1, Date=ms_date(date_ms),
-                FinancialYear=min(year, 2024), FinancialPeriod=min(period, 12),
-                JournalCode=journal[0], JournalDescription=journal[1], Type=journal[2], Status=20,
-                GLAccount=gl[gi["ID"]] if gl else None, GLAccountCode=gl[gi["Code"]] if gl else None,
-                GLAccountDescription=gl[gi["Description"]] if gl else None,
-                Account=account[ai["ID"]] if account and line == 0 else None,
-                AccountCode=account[ai["Code"]] if account and line == 0 else None,
-                AccountName=account[ai["Name"]] if account and line == 0 else None,
-                AmountDC=amount, AmountFC=amount, Currency="EUR", ExchangeRate=1.0,
-                Description=f"Boeking {entry} regel {line + 1}", Quantity=1.0,
-                Asset=None, Item=None, Project=None, Subscription=None, Document=None, OffsetID=None)
-        i += size
 
 
 _DOCUMENT_TYPES = [
@@ -361,12 +311,13 @@ def _sales_invoices(rows, put, rng, ctx):
     for i, row in enumerate(rows):
         account = accounts[i % len(accounts)] if accounts else None
         amount = round(100 + rng.random() * 5000, 2)
+        vat = round(amount * 0.21, 2)
+        gross = round(amount + vat, 2)  # what the ledger books: net plus VAT, to the cent
         account_id = account[ai["ID"]] if account else None
         name = account[ai["Name"]] if account else None
         put(row, InvoiceNumber=24000001 + i, InvoiceTo=account_id, OrderedBy=account_id, DeliverTo=account_id,
             InvoiceToName=name, OrderedByName=name, DeliverToName=name, Currency="EUR",
-            AmountFCExclVat=amount, VATAmountFC=round(amount * 0.21, 2), AmountFC=round(amount * 1.21, 2),
-            AmountDC=round(amount * 1.21, 2), Status=50, StatusDescription="Processed", Type=8020,
+            AmountFCExclVat=amount, VATAmountFC=vat, VATAmountDC=vat, AmountFC=gross, AmountDC=gross, Status=50, StatusDescription="Processed", Type=8020,
             TypeDescription="Sales invoice", Journal="60", JournalDescription="Verkoopboek",
             Description=f"Factuur {24000001 + i}",
             InvoiceDate=ms_date(ctx.history_start_ms + i * 86_400_000))
@@ -427,3 +378,7 @@ def _split_lines(rows, put, rng, ctx, parent_key, fk, amount_field):
                 Description=item[ii["Description"]] if item else "Regel",
                 GLAccount=revenue[gi["ID"]] if revenue else None, Division=ctx.division)
 
+
+# The general ledger (chart, classifications, journals, periods, entries, open items) has its own
+# module; importing it registers its generators here.
+from . import ledger as _ledger  # noqa: E402,F401

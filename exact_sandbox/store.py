@@ -160,6 +160,7 @@ class Division:
             index_of=lambda key: store.registry.groups[key].index, rowversion_base=base,
             pad_codes=store.knobs.pad_account_codes,
             today_ms=store.now_local_ms() // 86_400_000 * 86_400_000,
+            history_days=int(store.knobs.history_days),
         )
 
     def table(self, group_key: str) -> Table:

@@ -168,7 +168,9 @@ def run_shard(settings: Settings, k: int, n: int, log_dir: Path, *, catalog: dic
     log_path = log_dir / f"{name}-attempt-{attempt}.log"
     started = time.monotonic()
     with log_path.open("w") as log:
-        proc = subprocess.run([settings.meltano, "run", "--state-id-suffix", name, settings.job],
+        # The job's extract and load only: its transform (dbt-postgres:run) builds the marts from
+        # every shard's rows, so it belongs after all shards, not in each one at the same time.
+        proc = subprocess.run([settings.meltano, "run", "--state-id-suffix", name, *settings.extractor_and_loader()],
                               cwd=settings.project, env=env, stdout=log, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL)
     run = ShardRun(f"{k}/{n}", proc.returncode, time.monotonic() - started, log_path)

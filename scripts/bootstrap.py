@@ -204,7 +204,8 @@ def ensure_plugins() -> bool:
     if _stamp_ok(stamp_dir, "plugins", digest) and all(
         (stamp_dir / kind / name / "venv").exists()
         for kind, name in (("extractors", "tap-exactonline"), ("extractors", "tap-spreadsheets"),
-                           ("loaders", "target-postgres"), ("loaders", "target-exactonline"))
+                           ("loaders", "target-postgres"), ("loaders", "target-exactonline"),
+                           ("utilities", "dbt-postgres"))
     ):
         return False
     t0 = time.monotonic()

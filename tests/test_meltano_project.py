@@ -32,7 +32,9 @@ def test_no_plugin_needs_the_hub():
     for kind, p in BASE_PLUGINS:
         where = f"{kind}/{p['name']}"
         assert "variant" not in p, f"{where}: `variant` means a Hub lookup"
-        for key in ("namespace", "pip_url", "executable", "capabilities", "settings"):
+        # Utilities (dbt) are not Singer plugins: no capabilities.
+        keys = ("namespace", "pip_url", "executable", "settings") + (("capabilities",) if kind != "utilities" else ())
+        for key in keys:
             assert p.get(key), f"{where}: `{key}` missing (without it Meltano asks the Hub)"
         for setting in p["settings"]:
             assert setting.get("description"), f"{where}.{setting['name']}: no description"
@@ -77,8 +79,11 @@ def test_environments_jobs_and_schedules_fit_together():
     for job in jobs.values():
         for task in job["tasks"]:
             for name in task.split():
-                assert name in names, f"job {job['name']}: unknown plugin {name}"
-    assert jobs["exact-to-warehouse"]["tasks"] == ["tap-exactonline target-postgres"]
+                plugin_name, _, command = name.partition(":")  # dbt-postgres:run is a plugin command
+                assert plugin_name in names, f"job {job['name']}: unknown plugin {plugin_name}"
+                if command:
+                    assert command in plugin(plugin_name).get("commands", {}), f"job {job['name']}: {name}"
+    assert jobs["exact-to-warehouse"]["tasks"] == ["tap-exactonline target-postgres dbt-postgres:run"]
     assert jobs["exact-transaction-lines-hourly"]["tasks"] == ["tap-exactonline-hourly target-postgres"]
     schedules = {s["name"]: s for s in PROJECT["schedules"]}
     for s in schedules.values():

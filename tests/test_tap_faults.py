@@ -110,13 +110,15 @@ def test_transient_faults_are_retried(busy, tmp_path, fault):
 
 
 def test_slow_responses_time_out_and_are_retried(busy, tmp_path, caplog):
-    busy.faults({"kind": "timeout", "ms": 2500, "path": "sync/Financial/TransactionLines", "count": 2})
-    config = tap_config(busy, tmp_path, request_timeout=1)
+    # A 3 s timeout against 6 s hangs: wide enough margins that an ordinary page on a loaded machine
+    # (divisions are read in parallel) never times out six times in a row.
+    busy.faults({"kind": "timeout", "ms": 6000, "path": "sync/Financial/TransactionLines", "count": 2})
+    config = tap_config(busy, tmp_path, request_timeout=3)
     outputs = sync_until_complete(busy, config, STREAMS)
     assert len(outputs) == 1
     assert_matches_source(busy, outputs, STREAMS, busy.divisions)
     # Both hung pages were given up on after request_timeout, not waited out. (At least two: on a
-    # loaded machine an ordinary page may take longer than the 1 s timeout too, and is retried.)
+    # loaded machine an ordinary page may take longer than the timeout too, and is retried.)
     timeouts = [r for r in caplog.records if "Timeout on GET sync/Financial/TransactionLines" in r.getMessage()]
     assert len(timeouts) >= 2
 

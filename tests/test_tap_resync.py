@@ -197,8 +197,10 @@ def test_division_move_rereads_the_moved_division_and_leaves_the_others_incremen
     quiet = run_tap(config, streams=streams, state=first.state)
     assert not quiet.records
     moved, others = sandbox.divisions[1], [d for d in sandbox.divisions if d != sandbox.divisions[1]]
+    # system/Divisions is the run's one grants call, made on whichever division is current (the
+    # last one used, which parallel readers leave open): counted once below, not per division.
     quiet_calls = sorted((c["path"], c["division"], str(c["query"])) for c in api_calls(sandbox)
-                         if c["division"] in others)
+                         if c["division"] in others and c["path"] != "system/Divisions")
 
     sandbox.admin("POST", f"/divisions/{moved}/move", {})
     sandbox.reset_log()
@@ -214,7 +216,7 @@ def test_division_move_rereads_the_moved_division_and_leaves_the_others_incremen
     assert of(second, "ACTIVATE_VERSION") == []
     # the other divisions made exactly the calls of a run without changes
     assert sorted((c["path"], c["division"], str(c["query"])) for c in api_calls(sandbox)
-                  if c["division"] in others) == quiet_calls
+                  if c["division"] in others and c["path"] != "system/Divisions") == quiet_calls
     assert len(api_calls(sandbox, path="system/Divisions")) == 1
     # the new move date is remembered: the next run is incremental everywhere
     third = run_tap(config, streams=streams, state=second.state)

@@ -30,6 +30,7 @@ import pytest
 
 from exact_sandbox.process import SandboxProcess
 from scripts import bootstrap
+from scripts.statements import connection_env
 from tests.pg import throwaway_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def isolated_sys_dir(base: Path) -> Path:
     ``<sys dir>/run/<plugin>/``, so runs that share one would trample each other. With one
     per test, tests (and a demo) can run Meltano side by side."""
     sys_dir = base / "meltano-sys"
-    for kind in ("extractors", "loaders"):
+    for kind in ("extractors", "loaders", "utilities"):
         (sys_dir / kind).mkdir(parents=True, exist_ok=True)
         installed = ROOT / ".meltano" / kind
         for plugin in installed.iterdir() if installed.exists() else ():
@@ -200,6 +201,15 @@ class Meltano:
         return result
 
 
+def dbt_env(warehouse_url: str) -> dict[str, str]:
+    """dbt-postgres in the demo environment: the warehouse's parts, and one target directory per
+    xdist worker, so runs of one worker reuse dbt's parse (seconds) and workers never share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return {**connection_env(warehouse_url),
+            "DBT_TARGET_PATH": str(ROOT / ".meltano" / "transform" / f"target-{worker}"),
+            "DBT_LOG_PATH": str(ROOT / ".meltano" / "transform" / f"logs-{worker}")}
+
+
 @pytest.fixture
 def meltano(meltano_bin, exact, warehouse, tmp_path) -> Meltano:
     token_store = tmp_path / "tokens.json"
@@ -216,5 +226,6 @@ def meltano(meltano_bin, exact, warehouse, tmp_path) -> Meltano:
         "TARGET_EXACTONLINE_REJECT_FILE": str(tmp_path / "rejects.jsonl"),
         # record_counts() reads the METRIC lines, which a default run keeps at DEBUG.
         "TAP_EXACTONLINE_METRICS_LOG_LEVEL": "INFO",
+        **dbt_env(warehouse.url),
     })
     return Meltano(bin=meltano_bin, env=env, tmp_path=tmp_path)

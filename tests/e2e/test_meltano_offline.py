@@ -12,7 +12,7 @@ from tests.project import shipped_project
 pytestmark = pytest.mark.e2e
 
 PLUGINS = {"extractors": {"tap-exactonline", "tap-exactonline-hourly", "tap-spreadsheets"},
-           "loaders": {"target-postgres", "target-exactonline"}}
+           "loaders": {"target-postgres", "target-exactonline"}, "utilities": {"dbt-postgres"}}
 
 
 def test_meltano_compiles_the_project_offline(meltano_bin, tmp_path):

@@ -214,4 +214,12 @@ def assert_demo(stdout: str, copy: Path) -> None:
     assert "tombstones landed: 2 in accounts, 3 in transaction_lines" in stdout, stdout[-3000:]
     assert re.search(r"API calls used by the rerun: [1-9]\d* for 3 divisions", stdout), stdout[-3000:]
     assert "second run: 0 API calls" in stdout and re.search(r"first run: [1-9]\d* API calls", stdout)
+    # The transform ran and its statements were printed; the balance sheet balances (from test_demo.py).
+    assert re.search(r"^Profit and loss, division 101, financial year \d{4}", stdout, flags=re.M), stdout[-3000:]
+    totals = re.findall(r"^  Total (?:assets|liabilities, equity and result)\s+(-?[\d,]+\.\d\d)$", stdout, flags=re.M)
+    assert len(totals) == 2 and totals[0] == totals[1] and totals[0] != "0.00", totals
+    # The README shows these statements as the demo prints them.
+    printed = re.search(r"^Profit and loss.*?^  Total liabilities, equity and result .*?$", stdout,
+                        flags=re.M | re.S).group(0)
+    assert printed in (ROOT / "README.md").read_text(), "README's statements differ from the demo's:\n" + printed
     assert not (copy / ".demo" / "pgdata" / "postmaster.pid").exists()  # both servers stopped

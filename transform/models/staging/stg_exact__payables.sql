@@ -1,0 +1,1 @@
+{{ stg_open_items('payments', 'payable') }}
