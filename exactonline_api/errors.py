@@ -7,6 +7,7 @@ through :func:`exactonline_api.redact.redact` before they land here.
 
 from __future__ import annotations
 
+# The bare form; messages that ask for a login use exactonline_api.login_hint, which knows Meltano.
 AUTH_COMMAND = "tap-exactonline auth --config <your config.json>"
 
 
@@ -34,11 +35,13 @@ class ConfigError(ExactError):
 
 
 class ReauthorizationRequired(ExactError):
-    """The refresh token is expired, revoked or lost: a person has to log in again."""
+    """The refresh token is expired, revoked or lost (or there never was one): a person has to log in."""
 
-    def __init__(self, message: str) -> None:
-        if "tap-exactonline auth" not in message:
-            message = f"{message.rstrip('. ')}. Run `{AUTH_COMMAND}` to log in to Exact Online again."
+    def __init__(self, message: str, *, first_login: bool = False) -> None:
+        from exactonline_api.login_hint import login_hint
+
+        if "tap-exactonline auth" not in message and ":auth" not in message:
+            message = f"{message.rstrip('. ')}. {login_hint(first=first_login)}"
         super().__init__(message)
 
 

@@ -395,7 +395,8 @@ class TokenManager:
         store = self.store
         if current is None:
             if not self.seed_refresh_token:
-                raise ReauthorizationRequired(f"No Exact Online tokens in {store.describe()} yet")
+                raise ReauthorizationRequired(f"No Exact Online tokens in {store.describe()} yet",
+                                              first_login=True)
             log.info("token store %s is empty: seeding it from refresh_token in the config", store.describe())
             current = TokenSet("", 0.0, self.seed_refresh_token, 0.0)
         elif current.access_token != rejected and self._usable(current):

@@ -32,3 +32,12 @@ def connection_properties(token_store_note: str) -> list[th.Property]:
                                 "an hour; counted across runs in a file next to the token store. The rest is "
                                 "headroom for other processes using the same app"),
     ]
+
+
+def logging_properties() -> list[th.Property]:
+    """Settings both plugins read before their first call (exactonline_api/logs.py)."""
+    return [
+        th.Property("metrics_log_level", th.StringType, default="DEBUG", allowed_values=["DEBUG", "INFO"],
+                    description="Level of the SDK's METRIC lines (one per request and stream): DEBUG keeps "
+                                "them out of an ordinary run's log, INFO shows them in every run"),
+    ]

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from exactonline_api.errors import AUTH_COMMAND, ConfigError, ExactError
+from exactonline_api.errors import ConfigError, ExactError
+from exactonline_api.login_hint import auth_command
 from exactonline_api.redact import register_secret
 
 DEFAULT_STORE_DIR = ".tokens"
@@ -212,7 +213,7 @@ def damaged_store(where: str, reason: str, recovery: Path | None = None) -> Toke
         todo = (f"{recovery} holds tokens an earlier run set aside: if they are the newest, move it over the store "
                 f"(`mv {recovery} {where}`) and run again")
     else:
-        todo = f"restore it from a backup, or delete it and run `{AUTH_COMMAND}`"
+        todo = f"restore it from a backup, or delete it and run `{auth_command()}`"
     return TokenStoreError(f"token store {where} is damaged ({reason}); it was left as it is: {todo}")
 
 

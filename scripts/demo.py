@@ -13,7 +13,11 @@ server, no Exact account, no Meltano Hub. It
 4. runs ``meltano --environment=demo run --full-refresh tap-exactonline target-postgres``,
 5. prints the tables and row counts that landed,
 6. runs the dbt project (``meltano run dbt-postgres:run dbt-postgres:test``) and prints a profit
-   and loss account and a balance sheet from its marts, then stops the sandbox and the warehouse.
+   and loss account and a balance sheet from its marts,
+7. renames and deletes a few records in the sandbox and runs again: rows updated, tombstones landed,
+   API calls used (from the sandbox's request log),
+8. runs the writeback job (``csv-to-exact``) twice: the second run makes no API call,
+9. stops the sandbox and the warehouse.
 
 Running it again gives the same result (fresh token store, database and state).
 ``--keep`` leaves both servers running and prints how to query and rerun by hand.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -46,6 +51,7 @@ BOOTSTRAP_SECONDS = "TAP_EXACTONLINE_DEMO_BOOTSTRAP_SECONDS"  # the install step
 DEFAULT_DIR = ROOT / ".demo"  # the demo environment in meltano.yml keeps its token store here
 DATABASE = "exactonline_demo"
 SCHEMA = "exactonline"
+RENAMED = " (renamed in the demo)"
 
 
 INSTALL_STEP = "install Meltano, the plugins and this project (skipped when up to date)"
@@ -92,9 +98,9 @@ def warehouse(*args: str) -> str:
 
 
 def run_meltano(args: list[str], env: dict, log_path: Path) -> list[dict]:
-    """Run meltano with its output in a log; echo the tap's record counts as they come.
+    """Run meltano with its output in a log; print the tap's per-division summary when it ends.
 
-    Returns the tap's per-division run summaries (API calls used, daily budget left)."""
+    Returns the tap's per-division run summaries (records per stream, API calls, daily budget left)."""
     cmd = [str(bootstrap.meltano_bin()), *args]
     summaries: list[dict] = []
     print(f"    $ meltano {' '.join(args)}", flush=True)
@@ -104,34 +110,99 @@ def run_meltano(args: list[str], env: dict, log_path: Path) -> list[dict]:
         assert proc.stdout
         for line in proc.stdout:
             log.write(line)
-            if '"metric":"record_count"' in line and "METRIC: " in line and " tap-" in line:
-                try:
-                    metric = json.loads(line.split("METRIC: ", 1)[1])
-                    tags = metric.get("tags", {})
-                    where = tags.get("stream", "?")
-                    division = (tags.get("context") or {}).get("division")
-                    if division is not None:
-                        where += f" (division {division})"
-                    print(f"      {where}: {metric['value']:,} records", flush=True)
-                except (IndexError, ValueError, KeyError, AttributeError):
-                    pass
-            elif " tap-" in line and "run summary: {" in line:
-                try:
-                    summaries.append(json.loads(line.split("run summary: ", 1)[1].strip()))
-                except ValueError:
-                    pass
+            summary = _run_summary(line)
+            if summary is not None:
+                summaries.append(summary)
         rc = proc.wait()
     if rc != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-40:]
         print("\n".join(tail), file=sys.stderr)
         raise SystemExit(f"meltano {' '.join(args)} failed (exit {rc}); full log: {log_path}")
     for summary in summaries:
-        if isinstance(summary, dict) and "division" in summary and "calls" in summary:
-            left = summary.get("daily_remaining")
-            limit = summary.get("daily_limit")
-            budget = f", {left:,} of {limit:,} daily calls left" if isinstance(left, int) and limit else ""
-            print(f"      division {summary['division']}: {summary['calls']} API calls{budget}", flush=True)
+        left, limit = summary.get("daily_remaining"), summary.get("daily_limit")
+        budget = f", {left:,} of {limit:,} daily calls left" if isinstance(left, int) and limit else ""
+        records = summary.get("records") or {}
+        print(f"      division {summary['division']}: {sum(records.values()):,} records in {len(records)} "
+              f"streams, {summary['calls']} API calls{budget}", flush=True)
     return summaries
+
+
+def _run_summary(line: str) -> dict | None:
+    """The tap's "run summary" JSON line for one division."""
+    if " tap-" not in line or "run summary: {" not in line:
+        return None
+    try:
+        found = json.loads(line.split("run summary: ", 1)[1].strip())
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) and "division" in found and "calls" in found else None
+
+
+def api_calls(sandbox: SandboxProcess) -> tuple[int, int]:
+    """API calls and divisions in the sandbox's request log (its admin API is never logged)."""
+    log = sandbox.log()
+    return len(log), len({entry["division"] for entry in log if entry.get("division") is not None})
+
+
+def renamed_accounts(url: str) -> int:
+    """Accounts in the warehouse whose Name carries the rename of change_in_exact."""
+    import psycopg  # in .venv (the dev extra), where this part of the demo runs
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
+        query = f'SELECT count(*) FROM "{SCHEMA}".accounts WHERE "Name" LIKE %s'
+        return conn.execute(query, (f"%{RENAMED}",)).fetchone()[0]
+
+
+def deleted_rows(url: str) -> dict[str, int]:
+    """Rows per table that carry a tombstone (``_sdc_deleted_at``), from the warehouse summary."""
+    found = re.findall(r"^exactonline\.(\w+)\s+[\d,]+\s+([\d,]+)$", warehouse("summary", "--url", url, "--schema", SCHEMA),
+                       flags=re.M)
+    return {table: int(n.replace(",", "")) for table, n in found}
+
+
+def change_in_exact(sandbox: SandboxProcess, division: int) -> dict[str, int]:
+    """What a bookkeeper does between two runs: rename two accounts, delete two accounts and three
+    transaction lines. Goes through the sandbox's admin API, as edits in Exact's own screens would."""
+    accounts = sandbox.records(division, "crm/Accounts")
+    for account in accounts[:2]:
+        sandbox.update(division, "crm/Accounts", account["ID"], {"Name": f"{account.get('Name') or ''}{RENAMED}"})
+    for account in accounts[-2:]:
+        sandbox.delete(division, "crm/Accounts", account["ID"])
+    for line in sandbox.records(division, "financialtransaction/TransactionLines")[:3]:
+        sandbox.delete(division, "financialtransaction/TransactionLines", line["ID"])
+    return {"accounts renamed": 2, "accounts deleted": 2, "transaction lines deleted": 3}
+
+
+def incremental_rerun(sandbox: SandboxProcess, env: dict, log_dir: Path, url: str) -> None:
+    """Step: change and delete a few records in Exact, run again, and show what the rerun did."""
+    before = deleted_rows(url)
+    division = 101
+    changed = change_in_exact(sandbox, division)
+    print("    in Exact (division 101): " + ", ".join(f"{n} {what}" for what, n in changed.items()))
+    sandbox.reset_log()
+    run_meltano(["--environment=demo", "run", "tap-exactonline", "target-postgres"], env, log_dir / "meltano-rerun.log")
+    calls, divisions = api_calls(sandbox)
+    after = deleted_rows(url)
+    tombstones = {t: after[t] - before.get(t, 0) for t in after if after[t] - before.get(t, 0)}
+    print(f"    rows updated: {renamed_accounts(url)} in accounts (renamed in Exact, renamed in the warehouse)")
+    print("    tombstones landed: " + (", ".join(f"{n} in {t}" for t, n in sorted(tombstones.items())) or "none"))
+    print(f"    API calls used by the rerun: {calls} for {divisions} divisions (the sandbox's request log)")
+
+
+def writeback_twice(sandbox: SandboxProcess, env: dict, log_dir: Path) -> None:
+    """Step: the writeback job twice on the same file; the write ledger makes the second run free.
+
+    ``--full-refresh`` both times: the CSV tap would otherwise skip a file it has read (its own
+    bookmark), and the second run would be free without the target doing anything."""
+    for attempt in ("first", "second"):
+        sandbox.reset_log()
+        log_path = log_dir / f"writeback-{attempt}.log"
+        run_meltano(["--environment=demo", "run", "--full-refresh", "csv-to-exact"], env, log_path)
+        log = sandbox.log()
+        writes = sum(1 for entry in log if entry.get("method") in ("POST", "PUT"))
+        ledger = re.search(r"ledger .*?: (\d+) record\(s\) unchanged without a call", log_path.read_text())
+        known = f", {ledger.group(1)} records known unchanged from the write ledger" if ledger else ""
+        print(f"    {attempt} run: {len(log)} API calls ({writes} writes){known}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
             print()
             # scripts/statements.py: a P&L and balance sheet from the marts.
             print(tools_script("statements.py", "--url", info["url"]).rstrip())
+
+        with timings.step("Exact changes: rename and delete a few records, run again (incremental)"):
+            incremental_rerun(sandbox, env, log_dir, info["url"])
+
+        with timings.step("writeback: meltano run csv-to-exact, twice (the second run makes no call)"):
+            writeback_twice(sandbox, env, log_dir)
     finally:
         if not args.keep:
             sandbox.stop()

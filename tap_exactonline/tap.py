@@ -20,18 +20,20 @@ from singer_sdk import typing as th
 
 from exactonline_api.access import EmptyReadCheck, missing_rights
 from exactonline_api.api import ExactAPI
-from exactonline_api.budget import ErrorBudget, hourly_errors_setting
+from exactonline_api.budget import ErrorBudget
 from exactonline_api.cli import run_plugin
 from exactonline_api.connect import base_url_of, token_manager_from_config
-from exactonline_api.datekinds import calendar_fields, check_overrides, datetime_fields
+from exactonline_api.datekinds import calendar_fields
 from exactonline_api.errors import ConfigError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
 from exactonline_api.registry import BULK, STANDARD, SYNC, Endpoint, Entity, entities
-from exactonline_api.settings import connection_properties
+from exactonline_api.settings import connection_properties, logging_properties
+from exactonline_api.settings_check import checked
 from exactonline_api.timeutil import EXACT_TZ, parse_iso_utc
 from tap_exactonline import shards
 from tap_exactonline.client import ExactStream, Reading
+from tap_exactonline.config import tap_problems
 from tap_exactonline.deletes import Deletions
 from tap_exactonline.output import ExactMessageWriter
 from tap_exactonline.parallel import DEFAULT_PARALLEL_DIVISIONS, MAX_PARALLEL_DIVISIONS
@@ -56,6 +58,9 @@ class TapExactOnline(Tap):
     config_jsonschema = th.PropertiesList(
         *connection_properties(
             "Default: .tokens/ in the working directory; a URL lets several machines share one token chain."),
+        *logging_properties(),
+        th.Property("redirect_uri", th.StringType,
+                    description="Redirect URI registered for your app; read only by `tap-exactonline auth`"),
         th.Property("divisions", th.ArrayType(th.IntegerType),
                     description="Division codes to sync; all divisions the user granted when omitted"),
         shards.PROPERTY,
@@ -99,37 +104,8 @@ class TapExactOnline(Tap):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self.report = RunReport()
         self._division_list: list[int] | None = None
-        super().__init__(*args, **kwargs)
-        if kwargs.get("validate_config", True):
-            self._check_config()
-
-    # -- configuration --------------------------------------------------------
-
-    def _check_config(self) -> None:
-        """What JSON Schema cannot say, in one line per problem."""
-        cfg = self.config
-        if cfg.get("start_date") and cfg.get("start_year"):
-            raise ConfigError("start_date and start_year are both set: keep one of them")
-        if cfg.get("start_year") is not None and not 2000 <= int(cfg["start_year"]) <= 2100:
-            raise ConfigError(f"start_year {cfg['start_year']} is not a plausible year (2000-2100)")
-        if cfg.get("start_date"):
-            try:
-                parse_iso_utc(cfg["start_date"])
-            except ValueError:
-                raise ConfigError(f"start_date {cfg['start_date']!r} is not an ISO 8601 date-time, "
-                                  "e.g. 2024-01-01T00:00:00Z") from None
-        base_url_of(cfg)
-        for stream, api in (cfg.get("api_overrides") or {}).items():
-            if api not in (SYNC, BULK, STANDARD):
-                raise ConfigError(f"api_overrides.{stream}: {api!r} is not one of sync, bulk, standard")
-        hourly_errors_setting(cfg)
-        if cfg.get("daily_call_reserve", 0) < 0:
-            raise ConfigError("daily_call_reserve must be 0 or more")
-        parallel = cfg.get("parallel_divisions", DEFAULT_PARALLEL_DIVISIONS)
-        if not 1 <= int(parallel) <= MAX_PARALLEL_DIVISIONS:
-            raise ConfigError(f"parallel_divisions {parallel} is out of range: use 1 to {MAX_PARALLEL_DIVISIONS}")
-        check_overrides(cfg.get("date_fields"), datetime_fields())
-        shards.parse(cfg.get("division_shard"))
+        with checked(self, tap_problems):
+            super().__init__(*args, **kwargs)
 
     @property
     def base_url(self) -> str:
@@ -155,10 +131,9 @@ class TapExactOnline(Tap):
         wanted = (self.config.get("api_overrides") or {}).get(entity.stream_name)
         if not wanted or wanted == entity.api:
             return entity
-        source: Endpoint | None = getattr(entity, wanted)
+        source: Endpoint | None = getattr(entity, wanted) if wanted in (SYNC, BULK, STANDARD) else None
         if source is None:
-            raise ConfigError(f"api_overrides.{entity.stream_name}: Exact has no {wanted} endpoint for it "
-                              f"(available: {', '.join(entity.alternatives)})")
+            return entity  # the settings check (tap_exactonline/config.py) reports it in one line
         key = entity.key if wanted != SYNC else ((source.entity_id_field or "ID"), "Division")
         return dataclasses.replace(entity, api=wanted, source=source, key=key,
                                    replication_key="Timestamp" if wanted == SYNC else
@@ -274,10 +249,14 @@ class TapExactOnline(Tap):
         return True
 
 
+AUTH_HELP = ("First log in once: `tap-exactonline auth --config FILE` (in Meltano: `meltano invoke "
+             "tap-exactonline:auth`); `tap-exactonline auth --help` shows its options.")
+
+
 def cli() -> None:
     """Console entry: ``auth`` subcommand, else the Singer CLI with one-line errors."""
     if sys.argv[1:2] == ["auth"]:
         from tap_exactonline.auth import main_auth
 
         sys.exit(main_auth(sys.argv[2:]))
-    run_plugin("tap-exactonline", TapExactOnline.cli)
+    run_plugin("tap-exactonline", TapExactOnline, epilog=AUTH_HELP)

@@ -30,14 +30,16 @@ from singer_sdk import Target
 from singer_sdk import typing as th
 from typing_extensions import override
 
-from exactonline_api.budget import ErrorBudget, hourly_errors_setting
+from exactonline_api.budget import ErrorBudget
 from exactonline_api.cli import run_plugin
 from exactonline_api.connect import base_url_of
-from exactonline_api.errors import ConfigError, ExactError
+from exactonline_api.errors import ExactError
 from exactonline_api.http import ExactSession
 from exactonline_api.limits import RateLimiter
-from exactonline_api.settings import connection_properties
+from exactonline_api.settings import connection_properties, logging_properties
+from exactonline_api.settings_check import checked
 from target_exactonline.accounts import AccountCodes
+from target_exactonline.config import target_problems
 from target_exactonline.connector import ExactWriter
 from target_exactonline.ledger import Ledger, ledger_path
 from target_exactonline.refusals import Refusals
@@ -67,6 +69,7 @@ class TargetExactOnline(Target):
     config_jsonschema = th.PropertiesList(
         *connection_properties(
             "Use the same store as tap-exactonline: Exact rotates the refresh token on every refresh."),
+        *logging_properties(),
         th.Property("default_division", th.IntegerType,
                     description="Division written to when a record has no Division field"),
         th.Property("natural_keys", th.ObjectType(additional_properties=th.ArrayType(th.StringType)),
@@ -108,23 +111,8 @@ class TargetExactOnline(Target):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self._exact_sinks: list[ExactSink] = []
         self._reported = False
-        super().__init__(*args, **kwargs)
-        if kwargs.get("validate_config", True):
-            self._check_config()
-
-    def _check_config(self) -> None:
-        cfg = self.config
-        base_url_of(cfg)  # raises the one-line ConfigError for a bad base_url or country
-        hourly_errors_setting(cfg)
-        if int(cfg.get("batch_size") or DEFAULT_BATCH_SIZE) < 1:
-            raise ConfigError("batch_size must be 1 or more")
-        if cfg.get("attachments_dir") and not Path(cfg["attachments_dir"]).is_dir():
-            raise ConfigError(f"attachments_dir {cfg['attachments_dir']!r} is not a folder")
-        for stream, fields in (cfg.get("natural_keys") or {}).items():
-            if isinstance(fields, str):
-                continue
-            if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
-                raise ConfigError(f"natural_keys.{stream} must be a list of field names, e.g. [\"Code\"]")
+        with checked(self, target_problems):
+            super().__init__(*args, **kwargs)
 
     # One sink at a time: the session, its rate limiter and the batches' order are shared.
     @property
@@ -279,4 +267,4 @@ class TargetExactOnline(Target):
 
 def cli() -> None:
     """Console entry: the Singer CLI with one-line errors; exit 1 when records were rejected."""
-    run_plugin("target-exactonline", TargetExactOnline.cli)
+    run_plugin("target-exactonline", TargetExactOnline)

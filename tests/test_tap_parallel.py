@@ -142,5 +142,5 @@ def test_divisions_stream_is_read_once_and_the_run_ends_with_json_summaries(sand
 
 
 def test_parallel_divisions_out_of_range_is_one_clear_line():
-    with pytest.raises(ConfigError, match=r"^parallel_divisions 17 is out of range: use 1 to 16$"):
+    with pytest.raises(ConfigError, match=r"^parallel_divisions: 17 is out of range; use 1 to 16$"):
         TapExactOnline(config={"client_id": "x", "client_secret": "y", "parallel_divisions": 17})

@@ -87,7 +87,8 @@ def test_configuration_error_is_one_line(sandbox, tmp_path):
     proc = _run(config, tmp_path, "accounts_contacts.singer")
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
-        "target-exactonline: base_url 'http://exact.example.com' must be https:// (plain http only on this machine)")
+        "target-exactonline: base_url: 'http://exact.example.com' must start with https:// "
+        "(plain http only on this machine)")
 
 
 def test_about_lists_the_settings():
