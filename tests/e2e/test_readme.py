@@ -33,7 +33,7 @@ from psycopg.conninfo import conninfo_to_dict
 from scripts import bootstrap
 from tests.e2e.conftest import ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.readme]
 
 SMALLER = {
     "bash scripts/test.sh": "bash scripts/test.sh --collect-only -q",
