@@ -82,10 +82,3 @@ def rows(payload: t.Any) -> list:
         return body if body.__class__ is list else body.results
     return odata.results(payload)
 
-
-def next_link(payload: t.Any) -> str | None:
-    if isinstance(payload, msgspec.Struct):
-        body = t.cast(t.Any, payload).d
-        return None if body.__class__ is list else (body.next or None)
-    return odata.next_link(payload)
-
