@@ -81,4 +81,3 @@ def rows(payload: t.Any) -> list:
         body = t.cast(t.Any, payload).d
         return body if body.__class__ is list else body.results
     return odata.results(payload)
-
