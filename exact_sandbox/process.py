@@ -129,6 +129,10 @@ class SandboxProcess:
     def delete(self, division: int, path: str, key):
         return self.admin("DELETE", f"records/{division}/{path}", query={"key": key})
 
+    def advance(self, seconds: float) -> None:
+        """Move the sandbox's clock: its rate-limit windows, error blocks and token lifetimes follow."""
+        self.admin("POST", "clock", {"advance": seconds})
+
     def log(self) -> list[dict]:
         got = self.admin("GET", "log")
         return got["entries"] if isinstance(got, dict) else got

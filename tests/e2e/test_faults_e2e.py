@@ -117,11 +117,6 @@ def charged(entries, division: int) -> int:
                 and e.get("status") not in (401, 403, 429)])
 
 
-def advance(exact, seconds: float) -> None:
-    """Move the sandbox's clock (its rate-limit windows, error blocks and token lifetimes follow)."""
-    exact.admin("POST", "clock", {"advance": seconds})
-
-
 def age_error_budget(meltano, seconds: float) -> None:
     """The hour passes for the app's persistent error budget too (beside the token store): its
     clock is the machine's, so the test moves the refusals it remembers back by as much."""
@@ -325,7 +320,7 @@ def test_daily_budget_stop_and_next_days_reruns_complete_the_warehouse(meltano, 
             (gone, gone_division), (edited, edited_division) = landed_lines
             exact.delete(gone_division, tl_path, gone)
             exact.update(edited_division, tl_path, edited, {"Description": "changed overnight"})
-        advance(exact, 86400)  # the scheduler waits a day; Exact's daily window starts again
+        exact.advance(86400)  # the scheduler waits a day; Exact's daily window starts again
     else:
         pytest.fail(f"still not done after {len(runs)} daily runs; last log {runs[-1].log_path}")
 
@@ -401,7 +396,7 @@ def test_endpoint_blocked_by_the_error_limit_fails_only_that_stream_until_it_lif
     assert not problems, "\n".join(problems)
 
     # An hour later the block has lifted: the next scheduled run completes the table.
-    advance(exact, 3600 + 60)
+    exact.advance(3600 + 60)
     age_error_budget(meltano, 3600 + 60)
     second = run_job(meltano, env)
     second_log = take_log(exact)
