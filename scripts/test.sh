@@ -17,4 +17,6 @@ workers="${PYTEST_WORKERS:-2}"
 if [ "$workers" = "0" ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
-exec .venv/bin/python -m pytest -n "$workers" "$@"
+# Two tests at a time per worker (tests/conftest.py orders them longest first): a worker never
+# holds a queue of tests that another, idle worker could have run.
+exec .venv/bin/python -m pytest -n "$workers" --dist load --maxschedchunk 2 "$@"

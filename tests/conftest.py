@@ -106,6 +106,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             "tests whose e2e marker does not match their place (mark tests under tests/e2e/ with "
             "`pytestmark = pytest.mark.e2e`, move others out): " + ", ".join(misplaced))
+    # Longest first: the end-to-end tests, then the slow ones, then the rest (stable within each).
+    # scripts/test.sh hands tests to the workers two at a time in this order, so the long tests
+    # start at once on every worker and the short ones fill the gaps, instead of one worker
+    # finishing its queue of long tests minutes after the others.
+    items.sort(key=lambda item: 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("slow") else 2)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from tests.taprun import run_tap, tap_config, upsert
+
+pytestmark = pytest.mark.slow  # full tap runs against the sandbox, several per test
 
 
 def deleted_calls(sandbox) -> list[dict]:

@@ -11,6 +11,8 @@ from exactonline_api.errors import DailyBudgetExhausted
 from tests.fakes import SandboxTime, client_time_from
 from tests.taprun import run_tap, tap_config, upsert
 
+pytestmark = pytest.mark.slow  # full tap runs against the sandbox, several per test
+
 TL = "financialtransaction/TransactionLines"
 STREAMS = {"transaction_lines": TL, "journals": "financial/Journals", "receivables": "cashflow/Receivables"}
 

@@ -14,6 +14,8 @@ from tap_exactonline.tap import TapExactOnline
 from tests.taprun import catalog_selecting, run_tap, tap_config, upsert
 from tests.test_tap_resume import read_messages, start_tap
 
+pytestmark = pytest.mark.slow  # full tap runs against the sandbox, several per test
+
 PATH = "sync/Financial/TransactionLines"
 DIVISIONS = "101,102,103"
 

@@ -13,6 +13,8 @@ import pytest
 
 from tests.taprun import catalog_selecting, tap_config, upsert
 
+pytestmark = pytest.mark.slow  # full tap runs against the sandbox, several per test
+
 PATH = "financialtransaction/TransactionLines"
 
 

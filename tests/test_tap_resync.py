@@ -11,8 +11,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from exactonline_api.errors import DailyBudgetExhausted
 from tests.taprun import TapOutput, run_tap, tap_config
+
+pytestmark = pytest.mark.slow  # full tap runs against the sandbox, several per test
 
 ACCOUNTS = "crm/Accounts"
 LINES = "financialtransaction/TransactionLines"

@@ -10,6 +10,8 @@ import pytest
 from tap_exactonline.tap import TapExactOnline
 from tests.taprun import catalog_selecting, run_tap, tap_config, upsert
 
+pytestmark = pytest.mark.slow  # full tap runs against the sandbox, several per test
+
 TL = "sync/Financial/TransactionLines"
 
 
