@@ -63,7 +63,8 @@ def main() -> None:
         sandbox_args += ["--volume", f"transaction_lines={args.lines}"]
     try:
         with SandboxProcess(sys.executable, sandbox_args) as sandbox, tempfile.TemporaryDirectory() as tmp:
-            env = bootstrap.meltano_env({
+            # Only its own settings: the README's exports for prod (or a test's) would beat them.
+            env = bootstrap.own_meltano_env({
                 "MELTANO_ENVIRONMENT": "demo", "EXACT_SANDBOX_URL": sandbox.url,
                 "EXACT_SANDBOX_REFRESH_TOKEN": sandbox.mint_refresh_token(), "DEMO_WAREHOUSE_URL": url,
                 "TAP_EXACTONLINE_TOKEN_STORE": f"{tmp}/tokens.json",

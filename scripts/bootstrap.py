@@ -321,6 +321,26 @@ def meltano_env(extra: dict | None = None) -> dict:
     return env
 
 
+# Settings a shell may hold for another run, which Meltano ranks above meltano.yml or the orchestrator
+# reads: the plugins' settings by Meltano's names (TAP_EXACTONLINE_BASE_URL, ...), Meltano's own
+# (MELTANO_ENVIRONMENT, the project root, the state database), the README's exports for prod
+# (EXACT_CLIENT_ID, EXACT_TOKEN_STORE, EXACT_SHARDS, ...; WAREHOUSE_* only reach the prod environment).
+INHERITED_SETTINGS = ("TAP_EXACTONLINE_", "TARGET_EXACTONLINE_", "TAP_SPREADSHEETS_", "TARGET_POSTGRES_",
+                      "DBT_", "MELTANO_", "EXACT_", "DEMO_", "DAGSTER_")
+
+
+def own_meltano_env(extra: dict | None = None) -> dict:
+    """``meltano_env`` for a run that brings every setting it depends on (the demo, the benchmarks).
+
+    The inherited settings above are dropped: a benchmark started in the shell that followed the
+    README would otherwise send its sandbox's refresh token to another Exact, keep its tokens in
+    prod's store or run another environment, and fail or measure something else."""
+    env = {name: value for name, value in meltano_env().items() if not name.startswith(INHERITED_SETTINGS)}
+    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    env.update(extra or {})
+    return env
+
+
 def ensure_plugins() -> bool:
     """``meltano install``: a venv per plugin under ``.meltano/`` (skipped when up to date)."""
     digest = _digest((ROOT / "meltano.yml").read_bytes(), (ROOT / "pyproject.toml").read_bytes())

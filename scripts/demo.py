@@ -246,13 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             token_store.with_name(token_store.stem + ".target-ledger.sqlite").unlink(missing_ok=True)
             print(f"    sandbox at {url}")
 
-        env = bootstrap.meltano_env()
         # Settings exported for another project (or for prod) would beat the demo environment.
-        for name in list(env):
-            if name.startswith(("TAP_EXACTONLINE_", "TARGET_EXACTONLINE_", "TARGET_POSTGRES_", "TAP_SPREADSHEETS_",
-                                "DBT_POSTGRES_")):
-                del env[name]
-        env.update({
+        env = bootstrap.own_meltano_env({
             "MELTANO_ENVIRONMENT": "demo",
             "EXACT_SANDBOX_URL": url,
             "EXACT_SANDBOX_REFRESH_TOKEN": refresh_token,

@@ -4,14 +4,25 @@ What differs from a person following it, and why:
 * Exact is the sandbox: ``config.json`` (the README's JSON block) gets ``base_url``, and the
   ``prod`` environment gets ``TAP_EXACTONLINE_BASE_URL``; the placeholders (``<client id>``, ...)
   are filled with the sandbox's app and a throwaway warehouse database.
-* The copy reuses this checkout's ``.venv``, ``.venv-meltano`` and Meltano plugins (CI installs
-  them from scratch in a fresh clone with ``bash .ci/run``), and ``$HOME`` is a temporary folder.
+* The copy reuses this checkout's venvs and Meltano plugins as read-only layers (CI installs them
+  from scratch in a fresh clone with ``bash .ci/run``). Each command runs in a mount namespace of
+  its own in which the copy sits at this checkout's path, so every absolute path in the venvs
+  (script shebangs, the editable installs' ``.pth``) means the copy, and each venv is an overlay:
+  this checkout's venv below, a layer of the copy's above that takes every write (the embedded
+  PostgreSQL chmods its own files when run as root). Nothing the README runs can write to this
+  checkout, and the test fails if a command installed anything. Without mount namespaces (not
+  root), the copy shares nothing and installs its own, from the machine's pip and uv caches.
+* ``$HOME`` is a temporary folder (the machine's pip and uv caches and pip configuration stay).
 * Long commands run in a smaller form that still starts with the README's literal command
-  (SMALLER): the test suite only collects, the benchmarks read fewer rows.
+  (SMALLER): the test suite only collects, the benchmarks read fewer rows, the shards job runs 2
+  shards for the sandbox's 2 divisions.
 * The browser of the auth command is a GET of the consent URL (the sandbox consents at once);
-  servers (the sandbox command) are stopped once they listen.
+  servers (the sandbox command, ``dagster dev``) are stopped once they say they are up.
+* Commands are a minute apart on the sandbox's clock, as typed commands are: a run never waits out
+  a minute window that the previous command's calls filled.
 
-It replaces the former test_demo.py: the demo is the README's first command.
+``-s`` prints the seconds each command took. It replaces the former test_demo.py: the demo is the
+README's first command.
 """
 
 from __future__ import annotations
@@ -19,11 +30,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +53,11 @@ SMALLER = {
     "--rows 100000": "--rows 2000",
     "bench/bench_sandbox.py": "bench/bench_sandbox.py --lines 5000",
     "bench/bench_shards.py": "bench/bench_shards.py --streams accounts --shards 2 --divisions 101,103",
+    "bench/bench_divisions.py": "bench/bench_divisions.py --divisions 4 --rows 1000",
+    # The README's 8 shards, for the sandbox's 2 divisions: 6 or more would start Meltano, the tap
+    # and the loader for no division. The export stays as written, for the commands after it.
+    "DAGSTER_HOME=$PWD/.dagster .venv-orchestrate/bin/dagster job execute":
+        "DAGSTER_HOME=$PWD/.dagster EXACT_SHARDS=2 .venv-orchestrate/bin/dagster job execute",
 }
 # Commands that start a server, and what they print once it is up.
 SERVERS = {"-m exact_sandbox": "sandbox listening on http://127.0.0.1:8765", "dagster dev": "Serving dagster-webserver"}
@@ -66,62 +84,129 @@ def commands(block: str) -> list[str]:
     return found
 
 
-def fresh_copy() -> Path:
-    # The copy shares this checkout's venvs and plugins: bring them up to date first, so the
-    # copy's own bootstrap (the demo runs it) finds every stamp current and installs nothing into
-    # them (an editable install from the copy would point this checkout's venvs at the copy).
-    bootstrap.bootstrap()
+# This checkout's venvs and plugins, which the copy reuses read-only (see the module's docstring).
+SHARED = (".venv", ".venv-meltano", ".venv-orchestrate", ".meltano/extractors", ".meltano/loaders",
+          ".meltano/utilities")
+
+
+def mount_namespaces() -> bool:
+    """Whether commands can run in a mount namespace of their own, with overlays (root, as in CI's
+    container)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    with tempfile.TemporaryDirectory() as probe:
+        for name in ("lower", "upper", "work", "merged"):
+            os.mkdir(f"{probe}/{name}")
+        options = f"lowerdir={probe}/lower,upperdir={probe}/upper,workdir={probe}/work"
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "mount", "-t", "overlay", "overlay",
+                               "-o", options, f"{probe}/merged"], capture_output=True).returncode == 0
+
+
+def fresh_copy(share: bool) -> Path:
+    """The files of a clone (tracked and new, nothing ignored) in a temporary folder; with ``share``,
+    empty folders where the shared venvs will be mounted, and the stamps that say they are current."""
+    if share:
+        # Current stamps here, copied below: the copy's bootstrap (the demo and scripts/test.sh
+        # run it) finds nothing to install. Were one out of date, it would install into the copy's
+        # layer (and the test fail), never into this checkout's plugins.
+        bootstrap.bootstrap(orchestrate=True)
     # Not under pytest's tmp_path: the demo's embedded PostgreSQL runs as another user (as root),
     # which must traverse the parents; pytest keeps /tmp/pytest-of-root closed.
     copy = Path(tempfile.mkdtemp(prefix="tap-exactonline-readme-"))
+    copy.chmod(0o755)
     tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout.splitlines()
     for name in tracked:
         if (ROOT / name).is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, copy / name)
-    for venv in (".venv", ".venv-meltano"):
-        (copy / venv).symlink_to(ROOT / venv, target_is_directory=True)
-    plugins = copy / ".meltano"
-    plugins.mkdir()
-    for kind in ("extractors", "loaders"):
-        (plugins / kind).symlink_to(ROOT / ".meltano" / kind, target_is_directory=True)
-    shutil.copy2(ROOT / ".meltano" / ".plugins.stamp", plugins / ".plugins.stamp")
+    if share:
+        for name in SHARED:
+            (copy / name).mkdir(parents=True)
+        shutil.copy2(ROOT / ".meltano" / ".plugins.stamp", copy / ".meltano" / ".plugins.stamp")
     return copy
 
 
-class Reader:
-    """Runs the README's commands one by one in ``cwd``, keeping what ``export`` sets."""
+def venv_fingerprint() -> dict[str, tuple[int, bytes]]:
+    """What an install into this checkout's venvs rewrites: the stamps, the editable installs' .pth
+    and direct_url.json (a reinstall from the copy points them at it), with their mtimes."""
+    found = [ROOT / ".meltano" / ".plugins.stamp"]
+    for name in SHARED:
+        venvs = [ROOT / name] if name.startswith(".venv") else sorted((ROOT / name).glob("*/venv"))
+        for venv in venvs:
+            found += venv.glob(".*.stamp")
+            found += venv.glob("lib/python*/site-packages/*.pth")
+            found += venv.glob("lib/python*/site-packages/*.dist-info/direct_url.json")
+    return {str(path): (path.stat().st_mtime_ns, path.read_bytes()) for path in found if path.exists()}
 
-    def __init__(self, cwd: Path, env: dict, placeholders: dict[str, str], sandbox) -> None:
-        self.cwd, self.env, self.placeholders, self.sandbox = cwd, env, placeholders, sandbox
+
+class Reader:
+    """Runs the README's commands one by one in the copy, keeping what ``export`` sets."""
+
+    def __init__(self, copy: Path, share: bool, env: dict, placeholders: dict[str, str], sandbox) -> None:
+        self.copy, self.share, self.env, self.placeholders, self.sandbox = copy, share, env, placeholders, sandbox
         self.ran: list[str] = []
+        self.seconds: list[tuple[str, float, float]] = []  # command, wall, CPU of its processes
+        # The copy's layer above each shared venv, and overlayfs's work folders (same file system).
+        self.layers = Path(tempfile.mkdtemp(prefix="tap-exactonline-readme-layers-"))
 
     def fill(self, text: str) -> str:
         for placeholder, value in self.placeholders.items():
             text = text.replace(placeholder, value)
         return text
 
+    def argv(self, script: str) -> list[str]:
+        """bash running ``script`` in the copy; with sharing, in a mount namespace of its own where
+        the copy is at this checkout's path and each shared venv an overlay on this checkout's."""
+        if not self.share:
+            return ["bash", "-c", f"cd {shlex.quote(str(self.copy))} || exit 97\n{script}"]
+        mounts = []
+        for name in SHARED:
+            upper, work = (self.layers / kind / name.replace("/", "_") for kind in ("upper", "work"))
+            upper.mkdir(parents=True, exist_ok=True)
+            work.mkdir(parents=True, exist_ok=True)
+            options = f"lowerdir={ROOT / name},upperdir={upper},workdir={work}"
+            mounts.append(f"mount -t overlay overlay -o {shlex.quote(options)} {shlex.quote(str(self.copy / name))}")
+        mounts += [f"mount --rbind {shlex.quote(str(self.copy))} {shlex.quote(str(ROOT))}",
+                   f"cd {shlex.quote(str(ROOT))}"]
+        return ["unshare", "--mount", "--propagation", "private", "bash", "-c",
+                " && ".join(mounts) + f" || exit 97\n{script}"]
+
+    def installed(self) -> list[str]:
+        """What an install wrote into the copy's layers above the shared venvs (nothing should)."""
+        marks = (".stamp", ".pth", "direct_url.json", "RECORD")
+        return sorted(str(path.relative_to(self.layers)) for path in (self.layers / "upper").rglob("*")
+                      if path.name.endswith(marks))
+
     def run(self, command: str) -> subprocess.CompletedProcess | None:
         self.ran.append(command)
         line = self.fill(command)
         for long, short in SMALLER.items():
             line = line.replace(long, short)
-        if " auth " in f"{line} ":
-            return self.log_in(line)
-        ready = next((mark for server, mark in SERVERS.items() if server in line), None)
-        if ready is not None:
-            return self.serve(line, ready)
-        env_file = self.cwd / ".readme-env"
-        proc = subprocess.run(["bash", "-c", f"set -e\n{line}\nenv -0 > {shlex.quote(str(env_file))}"],
-                              cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=900,
+        # Typed commands are a minute apart: no run waits out the minute window of the one before.
+        self.sandbox.advance(60)
+        started, cpu = time.monotonic(), _children_cpu()
+        try:
+            if " auth " in f"{line} ":
+                return self.log_in(line)
+            ready = next((mark for server, mark in SERVERS.items() if server in line), None)
+            if ready is not None:
+                return self.serve(line, ready)
+            return self.bash(command, line)
+        finally:
+            self.seconds.append((command, time.monotonic() - started, _children_cpu() - cpu))
+
+    def bash(self, command: str, line: str) -> subprocess.CompletedProcess:
+        env_file = self.copy / ".readme-env"
+        proc = subprocess.run(self.argv(f"set -e\n{line}\nenv -0 > {shlex.quote(str(env_file))}"),
+                              cwd=self.copy, env=self.env, capture_output=True, text=True, timeout=900,
                               stdin=subprocess.DEVNULL)
         assert proc.returncode == 0, f"{command}\n{_tail(proc.stdout)}\n{_tail(proc.stderr)}"
         self.env = dict(item.split("=", 1) for item in env_file.read_text().split("\0") if "=" in item)
         return proc
 
     def log_in(self, line: str) -> subprocess.CompletedProcess:
-        proc = subprocess.Popen(["bash", "-c", line], cwd=self.cwd, env=self.env, text=True,
+        proc = subprocess.Popen(self.argv(line), cwd=self.copy, env=self.env, text=True,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         consent = next((out.strip() for out in proc.stdout if "/api/oauth2/auth?" in out), None)
         assert consent, proc.stderr.read()
@@ -137,7 +222,7 @@ class Reader:
 
     def serve(self, line: str, ready: str) -> None:
         """A server: started, seen to say it is up, stopped (with everything it started)."""
-        proc = subprocess.Popen(["bash", "-c", line], cwd=self.cwd, env=self.env, text=True, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(self.argv(line), cwd=self.copy, env=self.env, text=True, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             seen = []
@@ -150,15 +235,32 @@ class Reader:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=60)
 
+    def print_seconds(self) -> None:
+        """Where the time went (shown with -s). CPU is that of the command's processes, steadier than
+        wall time on a shared machine; it misses processes their parent never waits for (Dagster's
+        step processes)."""
+        print(f"\n{'wall s':>7} {'CPU s':>6}  README command (as written)")
+        for command, wall, cpu in self.seconds:
+            print(f"{wall:7.1f} {cpu:6.1f}  {command[:100]}")
+        print(f"{sum(s[1] for s in self.seconds):7.1f} {sum(s[2] for s in self.seconds):6.1f}  "
+              f"total of {len(self.seconds)} commands")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
 
 def _tail(text: str) -> str:
     """The end of an output, without the boxes of Rich tracebacks (Meltano's) hiding the cause."""
     return "\n".join(line[:300] for line in text.splitlines() if "│" not in line)[-4000:]
 
 
-def test_every_readme_command_runs_as_written(exact, warehouse, tmp_path):
+def test_every_readme_command_runs_as_written(exact, warehouse):
     readme = (ROOT / "README.md").read_text()
-    copy = fresh_copy()
+    share = mount_namespaces()
+    copy = fresh_copy(share)
+    venvs_before = venv_fingerprint()
     home = Path(tempfile.mkdtemp(prefix="tap-exactonline-readme-home-"))
     pg = conninfo_to_dict(warehouse.dsn)
     placeholders = {
@@ -170,15 +272,14 @@ def test_every_readme_command_runs_as_written(exact, warehouse, tmp_path):
         "<warehouse database>": str(pg["dbname"]),
     }
     env = bootstrap.meltano_env({
-        "HOME": str(home), "PATH": os.environ["PATH"],
-        "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip")),
+        "HOME": str(home), "PATH": os.environ["PATH"], **machine_caches(),
         # Exact is the sandbox. The main job keeps its 35 streams: its dbt step needs every table.
         "TAP_EXACTONLINE_BASE_URL": exact.url, "TARGET_EXACTONLINE_BASE_URL": exact.url,
     })
     env = {k: v for k, v in env.items() if not k.startswith(("MELTANO_SYS_DIR_ROOT", "MELTANO_DATABASE_URI"))}
     if pg.get("port"):
         env["TARGET_POSTGRES_PORT"] = str(pg["port"])
-    reader = Reader(copy, env, placeholders, exact)
+    reader = Reader(copy, share, env, placeholders, exact)
     config = json.loads(reader.fill(re.search(r"^```json\n(.*?)^```", readme, flags=re.M | re.S).group(1)))
     (copy / "config.json").write_text(json.dumps({**config, "base_url": exact.url}))
     try:
@@ -196,9 +297,27 @@ def test_every_readme_command_runs_as_written(exact, warehouse, tmp_path):
                     assert exact.log() == []
         assert reader.ran == [c for b in blocks for c in commands(b)]
         assert (home / "exact" / "tokens.json").exists()
+        # The copy installed nothing over the shared venvs: their stamps were current.
+        assert reader.installed() == []
     finally:
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.rmtree(home, ignore_errors=True)
+        reader.print_seconds()
+        for folder in (copy, home, reader.layers):
+            shutil.rmtree(folder, ignore_errors=True)
+    # Nothing was written into this checkout's venvs (the other e2e tests run with them).
+    assert venv_fingerprint() == venvs_before
+
+
+def machine_caches() -> dict[str, str]:
+    """The machine's pip and uv caches and pip's configuration, which the temporary $HOME would hide:
+    a fresh venv's `pip install` then reuses what was downloaded and built before."""
+    home, env = Path.home(), os.environ
+    config = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "pip" / "pip.conf"
+    cache = Path(env.get("XDG_CACHE_HOME") or home / ".cache")
+    found = {"PIP_CACHE_DIR": env.get("PIP_CACHE_DIR") or str(cache / "pip"),
+             "UV_CACHE_DIR": env.get("UV_CACHE_DIR") or str(cache / "uv")}
+    if not env.get("PIP_CONFIG_FILE") and config.is_file():
+        found["PIP_CONFIG_FILE"] = str(config)
+    return found
 
 
 def assert_demo(stdout: str, copy: Path) -> None:
