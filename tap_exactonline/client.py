@@ -9,6 +9,7 @@ thread, its records and state on the main thread (tap_exactonline.sdk_hooks).
 
 from __future__ import annotations
 
+import sys
 import typing as t
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,11 @@ from functools import cached_property
 
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
+
+if sys.version_info >= (3, 12):
+    from typing import override
+else:  # singer-sdk installs typing-extensions on these versions
+    from typing_extensions import override
 
 from exactonline_api.errors import DailyBudgetExhausted, EndpointBlocked, ExactAPIError, ExactError
 from exactonline_api.registry import Endpoint, Entity
@@ -125,6 +131,7 @@ class ExactStream(StreamHooks):
         return self.endpoint.path
 
     @property
+    @override
     def partitions(self) -> list[dict]:
         divisions = self.reading.divisions()
         if self.endpoint.path in DIVISION_LISTS:
@@ -217,12 +224,14 @@ class ExactStream(StreamHooks):
         self.reading.report.count(context["Division"], self.name, records)
         self.progress.add(context["Division"], records)
 
+    @override
     def post_process(self, row: t.Any, context: Context | None = None) -> t.Any:
         division = t.cast(dict, context)["Division"]
         if row.__class__ is not dict:
             return t.cast(TypedRows, self._typed).convert(row, division)
         return self._convert(row, division)
 
+    @override
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         """One division, start to end, on this thread (the SDK's contract; syncs use sdk_hooks)."""
         context = t.cast(dict, context)

@@ -21,6 +21,11 @@ import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.mapper import SameRecordTransform
 
+if sys.version_info >= (3, 12):
+    from typing import override
+else:  # singer-sdk installs typing-extensions on these versions
+    from typing_extensions import override
+
 if t.TYPE_CHECKING:
     from singer_sdk.streams import Stream
 
@@ -49,6 +54,7 @@ class ExactMessageWriter(MsgSpecWriter):
             sys.stdout.buffer.write(self.pending)
             self.pending.clear()
 
+    @override
     def write_message(self, message: t.Any) -> None:
         self.write_pending()
         super().write_message(message)  # flushes stdout

@@ -18,6 +18,11 @@ from functools import cached_property
 from singer_sdk import Tap
 from singer_sdk import typing as th
 
+if sys.version_info >= (3, 12):
+    from typing import override
+else:  # singer-sdk installs typing-extensions on these versions
+    from typing_extensions import override
+
 from exactonline_api.access import EmptyReadCheck, missing_rights
 from exactonline_api.api import ExactAPI
 from exactonline_api.budget import ErrorBudget
@@ -204,6 +209,7 @@ class TapExactOnline(Tap):
     def _routed_streams(self) -> list[ExactStream]:
         return [s for s in self.exact_streams() if s.routes_deletes and s.selected]
 
+    @override
     def discover_streams(self) -> list[ExactStream]:
         chosen = (self.apply_date_fields(self.apply_api_override(e)) for e in entities().values())
         return [stream_class(entity)(self, entity, self.reading) for entity in chosen]
@@ -215,7 +221,8 @@ class TapExactOnline(Tap):
                        use_versions=shards.activate_version_allowed(self.config))
 
     # singer-sdk marks these @final but offers no hook before the first or after the last stream.
-    def sync_all(self) -> None:  # type: ignore[misc]
+    @override  # type: ignore[misc]
+    def sync_all(self) -> None:
         # Full resyncs are planned on every partition's state before the first
         # stream reads (which also creates every partition's state here, on the
         # main thread, so reader threads only read it), and activated after the last.
@@ -233,7 +240,8 @@ class TapExactOnline(Tap):
             self.report.log_summary(list(self.api.session.limiter.budgets.values()))
         self.report.raise_for_outcome()
 
-    def run_connection_test(self) -> bool:  # type: ignore[misc]
+    @override  # type: ignore[misc]
+    def run_connection_test(self) -> bool:
         from tap_exactonline.auth import connection_report
 
         print(connection_report(self.api.session, self.base_url))

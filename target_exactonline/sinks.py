@@ -10,6 +10,7 @@ from __future__ import annotations
 import typing as t
 
 from singer_sdk.sinks import BatchSink
+from typing_extensions import override
 
 from exactonline_api.errors import ConfigError
 from exactonline_api.registry import Endpoint, Entity, entities
@@ -133,32 +134,40 @@ class ExactSink(BatchSink):
         target.register_sink(self)
 
     @property
+    @override
     def max_size(self) -> int:
         size = self.config.get("batch_size_rows") or self.config.get("batch_size") or DEFAULT_BATCH_SIZE
         return max(1, int(size))
 
     @property
+    @override
     def is_full(self) -> bool:
         return super().is_full or self._pending_text >= MAX_BATCH_TEXT
 
     # Validation happens against Exact's metadata, record by record, into the reject file.
+    @override
     def get_validator(self):  # noqa: ANN201
         return None
 
+    @override
     def _validate_and_parse(self, record: dict) -> dict:
         return record  # keep the values as sent: dates stay text, interpreted in Exact's time zone
 
+    @override
     def _singer_validate_message(self, record: dict) -> None:
         return None  # a record without the tap's key properties is our natural-key check's business
 
+    @override
     def _after_process_record(self, context: dict) -> None:
         pass  # the SDK would log the whole batch context at debug level: every record, base64 included
 
+    @override
     def process_record(self, record: dict, context: dict) -> None:
         super().process_record(record, context)
         if self._carries_files:
             self._pending_text += _text_size(record)
 
+    @override
     def process_batch(self, context: dict) -> None:
         # Records of streams that arrived earlier go first (accounts before the contacts naming them,
         # documents before their attachments).

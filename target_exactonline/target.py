@@ -116,6 +116,7 @@ class TargetExactOnline(Target):
 
     # One sink at a time: the session, its rate limiter and the batches' order are shared.
     @property
+    @override
     def max_parallelism(self) -> int:
         return 1
 
@@ -217,6 +218,7 @@ class TargetExactOnline(Target):
         except Exception as exc:  # noqa: BLE001
             LOG.warning("the ledger could not be saved after the failure: %s", exc)
 
+    @override
     def process_endofpipe(self) -> None:
         super().process_endofpipe()  # drains every sink, then emits the latest state
         self.report(finished=True)

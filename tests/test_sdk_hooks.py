@@ -43,3 +43,37 @@ def test_no_module_outside_sdk_hooks_touches_a_private_sdk_member():
             if pattern.search(line):
                 offenders.append(f"{path.name}:{number}: {line.strip()}")
     assert not offenders, offenders
+
+
+def sdk_overrides() -> list[tuple[str, object]]:
+    """Every function of the tap's and target's classes that replaces a singer-sdk member."""
+    import importlib
+    import pkgutil
+
+    import tap_exactonline
+    import target_exactonline
+
+    found = []
+    for package in (tap_exactonline, target_exactonline):
+        for module_info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+            if module_info.name.endswith("__main__"):
+                continue  # running it is the CLI
+            module = importlib.import_module(module_info.name)
+            for cls in vars(module).values():
+                if not inspect.isclass(cls) or cls.__module__ != module.__name__:
+                    continue
+                sdk_bases = [b for b in cls.__mro__[1:] if b.__module__.startswith("singer_sdk")]
+                for name, value in vars(cls).items():
+                    function = value.fget if isinstance(value, property) else value
+                    if inspect.isfunction(function) and not name.startswith("__") \
+                            and any(name in vars(base) for base in sdk_bases):
+                        found.append((f"{cls.__module__}.{cls.__qualname__}.{name}", function))
+    return found
+
+
+def test_every_sdk_member_we_replace_says_override():
+    # @override makes the type checker fail when an SDK upgrade renames or drops the member: without
+    # it the method would quietly stop being called.
+    found = sdk_overrides()
+    assert len(found) >= 15, [name for name, _ in found]
+    assert [name for name, function in found if not getattr(function, "__override__", False)] == []
