@@ -9,7 +9,6 @@ thread, its records and state on the main thread (tap_exactonline.sdk_hooks).
 
 from __future__ import annotations
 
-import sys
 import typing as t
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,11 +18,7 @@ from functools import cached_property
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
 
-if sys.version_info >= (3, 12):
-    from typing import override
-else:  # singer-sdk installs typing-extensions on these versions
-    from typing_extensions import override
-
+from exactonline_api.compat import override
 from exactonline_api.errors import DailyBudgetExhausted, EndpointBlocked, ExactAPIError, ExactError
 from exactonline_api.registry import Endpoint, Entity
 from tap_exactonline import pages

@@ -21,10 +21,7 @@ import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.mapper import SameRecordTransform
 
-if sys.version_info >= (3, 12):
-    from typing import override
-else:  # singer-sdk installs typing-extensions on these versions
-    from typing_extensions import override
+from exactonline_api.compat import override
 
 if t.TYPE_CHECKING:
     from singer_sdk.streams import Stream

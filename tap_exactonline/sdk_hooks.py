@@ -9,7 +9,6 @@ a private SDK member.
 
 from __future__ import annotations
 
-import sys
 import typing as t
 from contextlib import closing
 from datetime import datetime, timezone
@@ -18,11 +17,7 @@ from functools import cached_property
 from singer_sdk.helpers.types import Context
 from singer_sdk.streams import Stream
 
-if sys.version_info >= (3, 12):
-    from typing import override
-else:  # singer-sdk installs typing-extensions on these versions
-    from typing_extensions import override
-
+from exactonline_api.compat import override
 from tap_exactonline.output import ExactMessageWriter, RecordWriter, is_plain
 from tap_exactonline.parallel import END, ERROR, PAGE, START, DivisionJob, read_divisions
 

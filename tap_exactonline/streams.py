@@ -6,17 +6,12 @@ entry by :func:`build_streams`. No class exists per entity.
 
 from __future__ import annotations
 
-import sys
 import typing as t
 from datetime import datetime
 
 from singer_sdk.helpers.types import Context
 
-if sys.version_info >= (3, 12):
-    from typing import override
-else:  # singer-sdk installs typing-extensions on these versions
-    from typing_extensions import override
-
+from exactonline_api.compat import override
 from exactonline_api.registry import BULK, PARENT, STANDARD, SYNC, Endpoint, Entity
 from exactonline_api.timeutil import exact_ms, filter_datetime, local_ms_to_utc, parse_iso_utc
 from tap_exactonline.client import ExactStream, Prepared, Reading

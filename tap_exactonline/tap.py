@@ -18,15 +18,11 @@ from functools import cached_property
 from singer_sdk import Tap
 from singer_sdk import typing as th
 
-if sys.version_info >= (3, 12):
-    from typing import override
-else:  # singer-sdk installs typing-extensions on these versions
-    from typing_extensions import override
-
 from exactonline_api.access import EmptyReadCheck, missing_rights
 from exactonline_api.api import ExactAPI
 from exactonline_api.budget import ErrorBudget
 from exactonline_api.cli import run_plugin
+from exactonline_api.compat import override
 from exactonline_api.connect import base_url_of, token_manager_from_config
 from exactonline_api.datekinds import calendar_fields
 from exactonline_api.errors import ConfigError

@@ -16,8 +16,8 @@ from collections import Counter, defaultdict
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 from singer_sdk.io_base import SingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
-from typing_extensions import override
 
+from exactonline_api.compat import override
 from exactonline_api.errors import ExactError
 
 # What each message type must carry, and of which JSON type.

@@ -10,8 +10,8 @@ from __future__ import annotations
 import typing as t
 
 from singer_sdk.sinks import BatchSink
-from typing_extensions import override
 
+from exactonline_api.compat import override
 from exactonline_api.errors import ConfigError
 from exactonline_api.registry import Endpoint, Entity, entities
 from target_exactonline.attachments import attachment_limit

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from singer_sdk import Target
 from singer_sdk import typing as th
-from typing_extensions import override
 
 from exactonline_api.budget import ErrorBudget
 from exactonline_api.cli import run_plugin
+from exactonline_api.compat import override
 from exactonline_api.connect import base_url_of
 from exactonline_api.errors import ExactError
 from exactonline_api.http import ExactSession
