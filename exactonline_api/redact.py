@@ -27,14 +27,16 @@ MASK = "***"
 _MIN_SECRET_LEN = 6
 
 # A process that runs for weeks sees a new token pair every 10 minutes; the pattern only keeps the
-# newest rotating values (older ones are dead at Exact anyway). Pinned values (the client secret)
-# stay for the life of the process.
-_MAX_ROTATING = 64
+# newest rotating values: 16 is the last 8 pairs, 80 minutes, and every older one is dead at Exact
+# (an access token lives 10 minutes, a refresh token is spent by the refresh that replaces it).
+# Pinned values (the client secret) stay for the life of the process.
+_MAX_ROTATING = 16
 
 _lock = threading.Lock()
 _pinned: set[str] = set()
 _rotating: dict[str, None] = {}  # insertion-ordered: oldest first
 _pattern: re.Pattern[str] | None = None
+_stale = False  # registered values changed since _pattern was compiled
 
 _KEYS = r"(?:access_token|refresh_token|client_secret|code|id_token|password|token)"
 # OAuth names are lower case; matching case-sensitively leaves Exact's PascalCase fields ("Code") alone.
@@ -56,9 +58,9 @@ def _variants(value: str) -> set[str]:
 def register_secret(value: str | None, *, pin: bool = False) -> None:
     """Remember a secret value so :func:`redact` masks it from now on (in this process).
 
-    ``pin`` keeps it for good (credentials); otherwise it may be forgotten after 64 newer values.
+    ``pin`` keeps it for good (credentials); otherwise it may be forgotten after 16 newer values.
     """
-    global _pattern
+    global _stale
     if not value or len(value) < _MIN_SECRET_LEN:
         return
     with _lock:
@@ -71,17 +73,32 @@ def register_secret(value: str | None, *, pin: bool = False) -> None:
             _rotating[value] = None
             while len(_rotating) > _MAX_ROTATING:
                 del _rotating[next(iter(_rotating))]
-        known = set()
-        for secret in (*_pinned, *_rotating):
-            known |= _variants(secret)
-        # Longest first so a secret that contains another is masked whole.
-        _pattern = re.compile("|".join(re.escape(s) for s in sorted(known, key=len, reverse=True)))
+        _stale = True
+
+
+def _known_pattern() -> re.Pattern[str] | None:
+    """The pattern of every registered value, compiled on first use after a change: a refresh
+    registers two tokens, and compiling 100 or more long alternatives costs milliseconds that
+    a process which logs nothing in between need not pay twice."""
+    global _pattern, _stale
+    if not _stale:
+        return _pattern
+    with _lock:
+        if _stale:
+            known = set()
+            for secret in (*_pinned, *_rotating):
+                known |= _variants(secret)
+            # Longest first so a secret that contains another is masked whole.
+            _pattern = re.compile("|".join(re.escape(s) for s in sorted(known, key=len, reverse=True))) \
+                if known else None
+            _stale = False
+        return _pattern
 
 
 def redact(text: object) -> str:
     """Return ``str(text)`` with every known secret and every secret-shaped value masked."""
     s = text if isinstance(text, str) else str(text)
-    pattern = _pattern
+    pattern = _known_pattern()
     if pattern is not None:
         s = pattern.sub(MASK, s)
     for shape in _SHAPES:
@@ -96,7 +113,7 @@ def redact_known(text: object) -> str:
     is data there, and masking it by shape would hide which record was rejected.
     """
     s = text if isinstance(text, str) else str(text)
-    pattern = _pattern
+    pattern = _known_pattern()
     return pattern.sub(MASK, s) if pattern is not None else s
 
 

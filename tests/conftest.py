@@ -106,11 +106,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             "tests whose e2e marker does not match their place (mark tests under tests/e2e/ with "
             "`pytestmark = pytest.mark.e2e`, move others out): " + ", ".join(misplaced))
-    # Longest first: the end-to-end tests, then the slow ones, then the rest (stable within each).
-    # scripts/test.sh hands tests to the workers two at a time in this order, so the long tests
-    # start at once on every worker and the short ones fill the gaps, instead of one worker
-    # finishing its queue of long tests minutes after the others.
-    items.sort(key=lambda item: 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("slow") else 2)
+    # Longest first: the README walk-through (minutes on its own), the other end-to-end tests, the
+    # slow ones, then the rest (stable within each). scripts/test.sh hands tests to the workers two
+    # at a time in this order, so the long tests start at once on every worker and the short ones
+    # fill the gaps, instead of one worker finishing its queue of long tests minutes after the others.
+    items.sort(key=lambda item: next(rank for rank, marker in enumerate(("readme", "e2e", "slow", None))
+                                     if marker is None or item.get_closest_marker(marker)))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -90,3 +90,15 @@ def test_rotating_values_are_bounded_but_pinned_ones_stay():
     assert redact.redact("rotating-token-0199-xxxx") == "***"
     assert redact.redact("pinned-client-secret-000") == "***"
     assert redact.redact("rotating-token-0000-xxxx") == "rotating-token-0000-xxxx"  # long dead, forgotten
+
+
+def test_the_last_eight_token_pairs_are_masked_and_a_value_registered_after_a_redaction_too():
+    # The window is 16 values (8 refreshes, 80 minutes); the pattern is rebuilt when next needed.
+    pairs = [(f"access-{n:03d}-abcdef", f"refresh-{n:03d}-!AAEA+") for n in range(20)]
+    for access, refresh in pairs:
+        redact.register_secret(access)
+        redact.register_secret(refresh)
+        assert redact.redact(f"Bearer {access} {refresh}") == "Bearer *** ***"
+    recent = " ".join(value for pair in pairs[-8:] for value in pair)
+    assert set(redact.redact(recent).split()) == {"***"}
+    assert redact.redact(pairs[11][0]) == pairs[11][0]  # nine refreshes ago: dead at Exact, forgotten

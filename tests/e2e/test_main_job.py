@@ -5,9 +5,9 @@ transaction lines; counts for every selected stream) -> inserts, updates and del
 the sandbox -> incremental sync (fewer records, same equality, tombstones carry
 ``_sdc_deleted_at``) -> rerun with no changes (nothing moves).
 
-The first sync is the whole job, its dbt step included; the later ones run its extract and load
-block (``tap-exactonline target-postgres``), which shares the job's state ID. What dbt makes of
-the tables is test_transform_e2e.py's subject; here a dbt step per run would only cost time.
+Each sync runs the job's extract and load block (``tap-exactonline target-postgres``), which
+shares the job's state ID. The whole job, its dbt step included, runs in test_transform_e2e.py,
+whose subject is what dbt makes of the tables; here a dbt step would only cost time.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def test_main_job_first_sync_changes_incremental_deletes_rerun(meltano, exact, w
     division = exact.divisions[0]
 
     # -- 1. first sync -------------------------------------------------------------------------
-    first = meltano("run", "exact-to-warehouse")
+    first = meltano(*EXTRACT_LOAD)
     assert_warehouse_equals_sandbox(exact, warehouse, streams)
     first_counts = first.record_counts()
     assert first_counts.get("transaction_lines", 0) > 0, first_counts

@@ -29,8 +29,8 @@ DIVISIONS = (101, 103, 104)  # shards of 3: {101}, {104}, {103}
 STREAMS = ["accounts", "gl_accounts", "transaction_lines", "deleted"]
 SHARDS = 3
 FAULTY = 104
-TOKEN_LIFETIME = 6  # seconds: every shard outlives at least one access token (SYNC_LATENCY_MS)
-SYNC_LATENCY_MS = 2000
+TOKEN_LIFETIME = 3  # seconds: every shard outlives at least one access token (SYNC_LATENCY_MS)
+SYNC_LATENCY_MS = 1000
 
 
 # Logs each DDL command on the warehouse schema with the application_name of its session
@@ -64,15 +64,15 @@ def test_three_shards_under_dagster_share_tokens_load_everything_and_retry(
     sandbox = SandboxProcess(sys.executable, [
         "--divisions", ",".join(map(str, DIVISIONS)),
         "--knob", f"access_token_lifetime={TOKEN_LIFETIME}",
-        # Exact's "too early" rule scaled to the short lifetime (570 of 600 s).
-        "--knob", f"refresh_too_early_seconds={TOKEN_LIFETIME * 0.9:.0f}",
+        # Exact's "too early" rule scaled to the short lifetime (570 of 600 s; whole seconds: 2 of 3).
+        "--knob", f"refresh_too_early_seconds={int(TOKEN_LIFETIME * 0.9)}",
     ], log_path=tmp_path / "sandbox.log")
     sandbox.divisions = DIVISIONS
     with sandbox:
         sandbox.admin("POST", "faults", {"kind": "error", "path": "sync/Financial/TransactionLines",
                                          "division": FAULTY, "count": 1, "status": 400})
         # Each shard reads its streams one after another, at least four sync calls: answering each
-        # after 2 s makes every shard outlive its first access token however fast the machine is.
+        # after 1 s makes every shard outlive its first access token however fast the machine is.
         sandbox.admin("POST", "faults", {"kind": "latency", "path": "sync/", "ms": SYNC_LATENCY_MS})
         env = bootstrap.meltano_env({
             "MELTANO_ENVIRONMENT": "demo",

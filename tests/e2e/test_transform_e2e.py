@@ -1,5 +1,5 @@
-"""The T of the ELT: `meltano run tap-exactonline target-postgres dbt-postgres:run dbt-postgres:test`
-on the real PostgreSQL. Every dbt test passes, and the statements in the marts equal the ones
+"""The T of the ELT: the main job (`meltano run exact-to-warehouse dbt-postgres:test`: extract, load,
+dbt run, then dbt's tests) on the real PostgreSQL. Every dbt test passes, and the statements in the marts equal the ones
 computed in Python from the sandbox's own records (tests/e2e/ledger_reference.py), to the cent.
 
 Lean: the sandbox's default (small) volumes, two divisions, only the streams dbt reads (its
@@ -78,8 +78,8 @@ def test_dbt_statements_equal_the_sandbox_ledger_to_the_cent(meltano, exact, war
     division = exact.divisions[0]
     deleted = delete_one_entry(exact, division)
 
-    run = meltano("run", "tap-exactonline", "target-postgres", "dbt-postgres:run", "dbt-postgres:test",
-                  env={**SELECT, "DBT_POSTGRES_AS_OF_DATE": AS_OF})
+    # The main job as scheduled (extract, load, dbt run), then dbt's tests.
+    run = meltano("run", "exact-to-warehouse", "dbt-postgres:test", env={**SELECT, "DBT_POSTGRES_AS_OF_DATE": AS_OF})
     # `meltano run` fails when a dbt test fails; these show that the tests did run, all of them.
     summaries = re.findall(r"Done\. PASS=(\d+) WARN=(\d+) ERROR=(\d+)", run.output)
     assert len(summaries) == 2, run.output[-3000:]
