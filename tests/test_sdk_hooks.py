@@ -1,4 +1,5 @@
-"""The private singer-sdk members the tap relies on still look the way sdk_hooks.py was written against."""
+"""The private singer-sdk members the tap and the target rely on still look the way they were written
+against (tap_exactonline/sdk_hooks.py, target_exactonline/sinks.py), and nothing else touches one."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
+from singer_sdk import Target
+from singer_sdk.sinks import BatchSink
 from singer_sdk.streams import Stream
 
 from tap_exactonline import sdk_hooks
+from target_exactonline import sinks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +34,32 @@ def test_every_overridden_private_hook_is_marked_and_listed():
     for name in overridden:
         assert name in sdk_hooks.PRIVATE_SDK_MEMBERS, name
         assert getattr(vars(sdk_hooks.StreamHooks)[name], "__override__", False), f"{name} lacks @override"
+
+
+@pytest.mark.parametrize("name", sorted(sinks.PRIVATE_SDK_MEMBERS))
+def test_private_sdk_sink_member_keeps_its_signature(name):
+    member = getattr(BatchSink, name, None)
+    assert member is not None, f"singer-sdk no longer has BatchSink.{name}: revisit target_exactonline/sinks.py"
+    assert str(inspect.signature(member)) == sinks.PRIVATE_SDK_MEMBERS[name], (
+        f"singer-sdk changed BatchSink.{name}: revisit target_exactonline/sinks.py")
+
+
+def test_the_target_overrides_exactly_the_listed_private_sink_members_and_touches_no_other():
+    overridden = sorted(name for name, value in vars(sinks.ExactSink).items()
+                        if name.startswith("_") and not name.startswith("__") and callable(value)
+                        and hasattr(BatchSink, name))
+    assert overridden == sorted(sinks.PRIVATE_SDK_MEMBERS)
+    # A private member of any singer-sdk base class of the target or its sinks, used anywhere in the
+    # target's modules.
+    private = {name for cls in (Target, BatchSink) for base in cls.__mro__ if base.__module__.startswith("singer_sdk")
+               for name in vars(base) if name.startswith("_") and not name.startswith("__")}
+    offenders = []
+    for path in sorted((ROOT / "target_exactonline").glob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            used = {m for m in re.findall(r"\b(_[a-z]\w*)\b", line) if m in private}
+            if used - set(sinks.PRIVATE_SDK_MEMBERS if path.name == "sinks.py" else ()):
+                offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert not offenders, offenders
 
 
 def test_no_module_outside_sdk_hooks_touches_a_private_sdk_member():
