@@ -15,8 +15,8 @@ What differs from a person following it, and why:
 * ``$HOME`` is a temporary folder (the machine's pip and uv caches and pip configuration stay).
 * Long commands run in a smaller form that still starts with the README's literal command
   (SMALLER): the test suite only collects, the shards job runs 2 shards for the sandbox's 2
-  divisions. (The benchmarks are in docs/benchmarks.md, not the README: minutes of CPU that
-  print figures and check nothing a test here would not.)
+  divisions. (The benchmarks live in docs/benchmarks.md, not in the README: they take minutes of
+  CPU to print figures, and assert nothing.)
 * The browser of the auth command is a GET of the consent URL (the sandbox consents at once);
   servers (the sandbox command, ``dagster dev``) are stopped once they say they are up.
 * Commands are a minute apart on the sandbox's clock, as typed commands are: a run never waits out

@@ -1,6 +1,7 @@
 """The T of the ELT: the main job (`meltano run exact-to-warehouse dbt-postgres:test`: extract, load,
-dbt run, then dbt's tests) on the real PostgreSQL. Every dbt test passes, and the statements in the marts equal the ones
-computed in Python from the sandbox's own records (tests/e2e/ledger_reference.py), to the cent.
+dbt run, then dbt's tests) on the real PostgreSQL. Every dbt test passes, and the statements in the
+marts equal the ones computed in Python from the sandbox's own records
+(tests/e2e/ledger_reference.py), to the cent.
 
 Lean: the sandbox's default (small) volumes, two divisions, only the streams dbt reads (its
 sources, and the deletion log that brings tombstones); one load, then the run under test, which
