@@ -16,7 +16,7 @@ one table, rows per second for:
 The loader is the plugin Meltano installed (``.meltano/loaders/target-postgres``),
 run directly on a real pipe from the tap, once per row of the table, each into a
 fresh schema of one throwaway database (dropped at the end). Every pipeline's
-table is checked to hold exactly N rows. Not a test: figures go in the README.
+table is checked to hold exactly N rows. Not a test: figures go in docs/benchmarks.md.
 """
 
 from __future__ import annotations

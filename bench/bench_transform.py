@@ -8,7 +8,7 @@ target-postgres` (not timed), then times `meltano run dbt-postgres:run` (what th
 and `meltano run dbt-postgres:run dbt-postgres:test` twice: with a fresh dbt target directory (dbt parses the project in full, as in CI where every test
 has its own database) and again (dbt's partial parse, as in production runs). Prints wall time
 and CPU seconds (of meltano, dbt and their children; the database's work is not in it).
-Not a test: figures go in the README. Needs PostgreSQL (E2E_PG_DSN, default 127.0.0.1:5432).
+Not a test: figures go in docs/benchmarks.md. Needs PostgreSQL (E2E_PG_DSN, default 127.0.0.1:5432).
 """
 
 from __future__ import annotations
