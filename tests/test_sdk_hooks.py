@@ -5,70 +5,83 @@ from __future__ import annotations
 
 import inspect
 import re
+import typing as t
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-from singer_sdk import Target
+from singer_sdk import Tap, Target
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.sinks import BatchSink
 from singer_sdk.streams import Stream
 
 from tap_exactonline import sdk_hooks
 from target_exactonline import sinks
 
-ROOT = Path(__file__).resolve().parents[1]
+@dataclass(frozen=True)
+class Home:
+    """The one module of a package that may touch private singer-sdk members, and what counts."""
+
+    module: ModuleType  # lists them in PRIVATE_SDK_MEMBERS, with the signatures written against
+    cls: type  # its class that overrides them
+    base: type  # the singer-sdk class they belong to
+    sdk_classes: tuple[type, ...]  # whose private members (over their whole MRO) count as private
+    attributes: frozenset[str] = frozenset()  # private attributes the SDK sets on instances, in no class
+
+    @property
+    def path(self) -> Path:
+        return Path(t.cast(str, self.module.__file__))
+
+    @property
+    def listed(self) -> dict[str, str]:
+        return self.module.PRIVATE_SDK_MEMBERS
+
+    def private_names(self) -> set[str]:
+        return {name for cls in self.sdk_classes for base in cls.__mro__ if base.__module__.startswith("singer_sdk")
+                for name in vars(base) if name.startswith("_") and not name.startswith("__")} | self.attributes
 
 
-# Where each list of private members lives, and the singer-sdk class that defines them.
-PINNED = [(Stream, sdk_hooks.PRIVATE_SDK_MEMBERS, "tap_exactonline/sdk_hooks.py"),
-          (BatchSink, sinks.PRIVATE_SDK_MEMBERS, "target_exactonline/sinks.py")]
+HOMES = [
+    Home(sdk_hooks, sdk_hooks.StreamHooks, Stream, (Tap, Stream, MsgSpecWriter), frozenset({"_tap", "_stream_version"})),
+    Home(sinks, sinks.ExactSink, BatchSink, (Target, BatchSink)),
+]
+
+
+def _id(home: Home) -> str:
+    return home.path.parent.name
 
 
 @pytest.mark.parametrize(("base", "name", "signature", "where"), [
-    pytest.param(base, name, signature, where, id=f"{base.__name__}.{name}")
-    for base, members, where in PINNED for name, signature in sorted(members.items())])
+    pytest.param(home.base, name, signature, home.path.name, id=f"{home.base.__name__}.{name}")
+    for home in HOMES for name, signature in sorted(home.listed.items())])
 def test_private_sdk_member_keeps_its_signature(base, name, signature, where):
     member = getattr(base, name, None)
     assert member is not None, f"singer-sdk no longer has {base.__name__}.{name}: revisit {where}"
     assert str(inspect.signature(member)) == signature, f"singer-sdk changed {base.__name__}.{name}: revisit {where}"
 
 
-def test_every_overridden_private_hook_is_marked_and_listed():
-    overridden = [name for name, value in vars(sdk_hooks.StreamHooks).items()
-                  if name.startswith("_") and not name.startswith("__") and callable(value)
-                  and hasattr(Stream, name)]
-    assert overridden, "expected the hooks module to override private SDK members"
+@pytest.mark.parametrize("home", HOMES, ids=_id)
+def test_every_overridden_private_member_is_listed_and_marked_and_every_listed_one_used(home):
+    overridden = [name for name, value in vars(home.cls).items()
+                  if name.startswith("_") and not name.startswith("__") and callable(value) and hasattr(home.base, name)]
+    assert overridden, f"expected {home.cls.__name__} to override private SDK members"
     for name in overridden:
-        assert name in sdk_hooks.PRIVATE_SDK_MEMBERS, name
-        assert getattr(vars(sdk_hooks.StreamHooks)[name], "__override__", False), f"{name} lacks @override"
+        assert name in home.listed, name
+        assert getattr(vars(home.cls)[name], "__override__", False), f"{name} lacks @override"
+    # No stale entry: each listed member is overridden, or called in the home module.
+    text = home.path.read_text()
+    assert [n for n in home.listed if n not in overridden and not re.search(rf"\.{n}\b", text)] == []
 
 
-def test_the_target_overrides_exactly_the_listed_private_sink_members_and_touches_no_other():
-    overridden = sorted(name for name, value in vars(sinks.ExactSink).items()
-                        if name.startswith("_") and not name.startswith("__") and callable(value)
-                        and hasattr(BatchSink, name))
-    assert overridden == sorted(sinks.PRIVATE_SDK_MEMBERS)
-    # A private member of any singer-sdk base class of the target or its sinks, used anywhere in the
-    # target's modules.
-    private = {name for cls in (Target, BatchSink) for base in cls.__mro__ if base.__module__.startswith("singer_sdk")
-               for name in vars(base) if name.startswith("_") and not name.startswith("__")}
+@pytest.mark.parametrize("home", HOMES, ids=_id)
+def test_no_module_but_its_home_touches_a_private_sdk_member(home):
+    private = home.private_names()
     offenders = []
-    for path in sorted((ROOT / "target_exactonline").glob("*.py")):
+    for path in sorted(home.path.parent.glob("*.py")):
+        allowed = set(home.listed) | home.attributes if path == home.path else set()
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            used = {m for m in re.findall(r"\b(_[a-z]\w*)\b", line) if m in private}
-            if used - set(sinks.PRIVATE_SDK_MEMBERS if path.name == "sinks.py" else ()):
-                offenders.append(f"{path.name}:{number}: {line.strip()}")
-    assert not offenders, offenders
-
-
-def test_no_module_outside_sdk_hooks_touches_a_private_sdk_member():
-    names = "|".join(re.escape(n) for n in [*sdk_hooks.PRIVATE_SDK_MEMBERS, "_stream_version", "_tap"])
-    pattern = re.compile(rf"\.({names})\b")
-    offenders = []
-    for path in sorted((ROOT / "tap_exactonline").glob("*.py")):
-        if path.name == "sdk_hooks.py":
-            continue
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if pattern.search(line):
+            if {m for m in re.findall(r"\b(_[a-z]\w*)\b", line) if m in private} - allowed:
                 offenders.append(f"{path.name}:{number}: {line.strip()}")
     assert not offenders, offenders
 
