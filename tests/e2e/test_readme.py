@@ -28,6 +28,7 @@ README's first command.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -39,6 +40,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import requests
@@ -253,7 +255,21 @@ def _tail(text: str) -> str:
     return "\n".join(line[:300] for line in text.splitlines() if "│" not in line)[-4000:]
 
 
-def test_every_readme_command_runs_as_written(exact, warehouse):
+# The README's first block (the demo, then the test suite) and the rest (installing, logging in,
+# the prod jobs, writeback, Dagster) run as two tests, on two workers at once: the demo brings its
+# own sandbox and embedded warehouse, and the setup after it assumes nothing the demo left, so each
+# half starts from a fresh copy. Together they run every block, in order within each half.
+DEMO_BLOCKS, SETUP_BLOCKS = slice(0, 1), slice(1, None)
+
+
+def readme_blocks() -> list[str]:
+    return bash_blocks((ROOT / "README.md").read_text())
+
+
+@contextlib.contextmanager
+def walk_through(exact, warehouse) -> Iterator[tuple[Reader, Path]]:
+    """A Reader in a fresh copy, with a temporary $HOME and the README's placeholders filled; on
+    leaving, the copy's layers hold no install and this checkout's venvs are as they were."""
     readme = (ROOT / "README.md").read_text()
     share = mount_namespaces()
     copy = fresh_copy(share)
@@ -280,20 +296,7 @@ def test_every_readme_command_runs_as_written(exact, warehouse):
     config = json.loads(reader.fill(re.search(r"^```json\n(.*?)^```", readme, flags=re.M | re.S).group(1)))
     (copy / "config.json").write_text(json.dumps({**config, "base_url": exact.url}))
     try:
-        blocks = bash_blocks(readme)
-        demo = reader.run(commands(blocks[0])[0])
-        assert_demo(demo.stdout, copy)
-        for command in commands(blocks[0])[1:]:
-            reader.run(command)
-        for block in blocks[1:]:
-            for command in commands(block):
-                rerun = "csv-to-exact" in command and reader.ran[-1] == command
-                exact.reset_log()
-                reader.run(command)
-                if rerun:  # the README says: unchanged input, no API call at all
-                    assert exact.log() == []
-        assert reader.ran == [c for b in blocks for c in commands(b)]
-        assert (home / "exact" / "tokens.json").exists()
+        yield reader, home
         # The copy installed nothing over the shared venvs: their stamps were current.
         assert reader.installed() == []
     finally:
@@ -302,6 +305,35 @@ def test_every_readme_command_runs_as_written(exact, warehouse):
             shutil.rmtree(folder, ignore_errors=True)
     # Nothing was written into this checkout's venvs (the other e2e tests run with them).
     assert venv_fingerprint() == venvs_before
+
+
+def test_the_demo_and_the_test_command_run_as_written(exact, warehouse):
+    (block,) = readme_blocks()[DEMO_BLOCKS]
+    with walk_through(exact, warehouse) as (reader, _):
+        demo = reader.run(commands(block)[0])
+        assert_demo(demo.stdout, reader.copy)
+        for command in commands(block)[1:]:
+            reader.run(command)
+        assert reader.ran == commands(block)
+
+
+def test_every_setup_command_runs_as_written(exact, warehouse):
+    blocks = readme_blocks()[SETUP_BLOCKS]
+    with walk_through(exact, warehouse) as (reader, home):
+        for block in blocks:
+            for command in commands(block):
+                rerun = "csv-to-exact" in command and reader.ran[-1:] == [command]
+                exact.reset_log()
+                reader.run(command)
+                if rerun:  # the README says: unchanged input, no API call at all
+                    assert exact.log() == []
+        assert reader.ran == [c for b in blocks for c in commands(b)]
+        assert (home / "exact" / "tokens.json").exists()
+
+
+def test_readme_halves_cover_every_block_once():
+    blocks = list(range(len(readme_blocks())))
+    assert len(blocks) >= 2 and blocks[DEMO_BLOCKS] + blocks[SETUP_BLOCKS] == blocks
 
 
 def machine_caches() -> dict[str, str]:
