@@ -1,4 +1,5 @@
-"""The README as written: every command of its ```bash blocks, in order, in a fresh copy.
+"""The README as written: every command of its ```bash blocks, in order, in fresh copies (the demo's
+block in one, the blocks after it in another; see DEMO_BLOCKS).
 
 What differs from a person following it, and why:
 * Exact is the sandbox: ``config.json`` (the README's JSON block) gets ``base_url``, and the
