@@ -112,9 +112,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # fill the gaps, instead of one worker finishing its queue of long tests minutes after the others.
     items.sort(key=lambda item: next(rank for rank, marker in enumerate(("readme", "e2e", "slow", None))
                                      if marker is None or item.get_closest_marker(marker)))
-    # xdist's load scheduler starts each worker on two consecutive tests: each README test (its two
-    # halves, a minute or more each, come first in their module) shares its pair with another e2e
-    # test, so the halves start at once on two workers instead of one after the other on one.
+    # xdist's load scheduler starts each worker on two consecutive tests: each README test (its
+    # parts, a minute or more each, come first in their module) shares its pair with another e2e
+    # test, so the parts start at once on separate workers instead of one after the other on one.
     readme = [item for item in items if item.get_closest_marker("readme")]
     rest = items[len(readme):]
     items[:] = [test for pair in zip(readme, rest) for test in pair] + readme[len(rest):] + rest[len(readme):]

@@ -38,7 +38,8 @@ def discovered_catalog(config: dict) -> dict:
     change it (a discovery builds 268 schemas: a tenth of a second that hundreds of runs repeat)."""
     key = json.dumps({k: v for k, v in config.items() if k not in _CONNECTION}, sort_keys=True, default=str)
     if key not in _discovered:
-        _discovered[key] = json.dumps(TapExactOnline(config=config, validate_config=False).catalog_dict)
+        # A copy: the SDK fills the defaults into the dict it is given, which would change the key.
+        _discovered[key] = json.dumps(TapExactOnline(config=dict(config), validate_config=False).catalog_dict)
     return json.loads(_discovered[key])
 
 
@@ -82,7 +83,7 @@ def run_tap(config: dict, *, streams: set[str] | None = None, state: dict | None
     buffer = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
     error = None
     with contextlib.redirect_stdout(buffer):
-        tap = TapExactOnline(config=config, state=state, catalog=catalog)
+        tap = TapExactOnline(config=dict(config), state=state, catalog=catalog)  # a copy: see discovered_catalog
         try:
             tap.sync_all()
         except ExactError as exc:  # a budget stop or failed stream: what was written still counts
