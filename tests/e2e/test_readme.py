@@ -262,7 +262,7 @@ def _tail(text: str) -> str:
 # * the blocks from there up to LATER_BLOCKS: installing, logging in, the prod jobs, dbt;
 # * the blocks from LATER_BLOCKS on: writeback, Dagster, the sandbox command. A reader who comes back
 #   to them has the shell and the token store the blocks before left (`export` lines, the auth
-#   command), so this test runs those commands of the blocks before it first (SETS_UP), and nothing
+#   command), so this test runs those commands of the blocks before it first (sets_up), and nothing
 #   else of them: the runs and installs are the second test's.
 # Each starts from a fresh copy; together they run every block, in order within each.
 DEMO_BLOCKS = 1
@@ -326,16 +326,14 @@ def test_the_demo_and_the_test_command_run_as_written(exact, warehouse):
         assert_demo(demo.stdout, reader.copy)
         for command in commands(block)[1:]:
             reader.run(command)
-        assert reader.ran == commands(block)
 
 
-def test_every_setup_command_runs_as_written(exact, warehouse):
+def test_installing_logging_in_and_the_prod_jobs_run_as_written(exact, warehouse):
     blocks = readme_blocks()[DEMO_BLOCKS:LATER_BLOCKS]
     with walk_through(exact, warehouse) as (reader, home):
         for block in blocks:
             for command in commands(block):
                 reader.run(command)
-        assert reader.ran == [c for b in blocks for c in commands(b)]
         assert (home / "exact" / "tokens.json").exists()
 
 
@@ -353,7 +351,6 @@ def test_writeback_dagster_and_the_sandbox_run_as_written(exact, warehouse):
                 reader.run(command)
                 if rerun:  # the README says: unchanged input, no API call at all
                     assert exact.log() == []
-        assert reader.ran == before + [c for b in blocks for c in commands(b)]
 
 
 def machine_caches() -> dict[str, str]:
