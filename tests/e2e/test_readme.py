@@ -273,7 +273,8 @@ def sets_up(command: str) -> bool:
     """What a command leaves for the commands after it: the shell's variables, the stored tokens. (Of the
     two ways to log in, the one without a callback: the other listens on the README's fixed port,
     which the second test may hold at that moment, and both leave the same tokens.)"""
-    return command.startswith("export ") or (command.startswith("tap-exactonline auth ") and "--callback" not in command)
+    logs_in = command.startswith("tap-exactonline auth ") and "--callback" not in command
+    return command.startswith("export ") or logs_in
 
 
 def readme_blocks() -> list[str]:
