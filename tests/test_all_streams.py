@@ -6,6 +6,7 @@ import jsonschema
 
 from exactonline_api.registry import entities
 from tap_exactonline.tap import TapExactOnline
+from tests.taprun import DISCOVERY_SETTINGS
 
 CONFIG = {"client_id": "c", "client_secret": "s", "refresh_token": "r", "base_url": "http://127.0.0.1:9",
           "divisions": [101]}
@@ -39,3 +40,41 @@ def test_discovery_lists_every_stream_with_a_valid_schema_key_and_metadata():
             if not types or (prop not in entity.key and "null" not in types):
                 problems.append(f"{name}.{prop}: type {types!r} (non-key fields must allow null)")
     assert not problems, "\n".join(problems)
+
+
+# Values other than the defaults, for the settings whose form matters.
+OTHER_VALUES = {"division_shard": "2/3", "base_url": "http://127.0.0.1:8", "token_store": "/nonexistent/tokens.json",
+                "start_year": 2021}
+EXCLUSIVE = ("start_year",)  # with start_date, refused by the settings check: set on its own
+
+
+def _other_value(name: str, spec: dict):
+    if name in OTHER_VALUES:
+        return OTHER_VALUES[name]
+    default, types = spec.get("default"), spec["type"]
+    if "enum" in spec:
+        return next(value for value in spec["enum"] if value != default)
+    if "boolean" in types:
+        return not default
+    if "integer" in types:
+        return (default or 0) + 3
+    if "array" in types:
+        return [101, 102]
+    if "object" in types:
+        return {"accounts": {}}
+    return "2021-03-04T05:06:07Z" if spec.get("format") == "date-time" else "other"
+
+
+def test_discovery_depends_on_no_setting_but_the_discovery_settings():
+    """tests/taprun.py discovers once per value of DISCOVERY_SETTINGS: every other setting of the
+    tap, set to a value other than its default, leaves the catalog as it is."""
+    others = {name: _other_value(name, spec) for name, spec in TapExactOnline.config_jsonschema["properties"].items()
+              if name not in DISCOVERY_SETTINGS}
+    assert {"request_timeout", "daily_call_reserve", "trim_text", "start_date", "start_year"} <= set(others)
+    plain = TapExactOnline(config=dict(CONFIG), validate_config=False).catalog_dict
+    for changed in ({k: v for k, v in others.items() if k not in EXCLUSIVE}, {k: others[k] for k in EXCLUSIVE}):
+        catalog = TapExactOnline(config={**CONFIG, **changed}, validate_config=False).catalog_dict
+        differing = [a["tap_stream_id"] for a, b in zip(plain["streams"], catalog["streams"]) if a != b]
+        assert differing == [] and len(catalog["streams"]) == len(plain["streams"]), (
+            f"with {sorted(changed)}, {differing[:5]} differ: add the setting that changes discovery to "
+            "DISCOVERY_SETTINGS in tests/taprun.py")
