@@ -33,6 +33,7 @@ from exactonline_api.settings import connection_properties, logging_properties
 from exactonline_api.settings_check import checked
 from exactonline_api.timeutil import EXACT_TZ, parse_iso_utc
 from tap_exactonline import shards
+from tap_exactonline.catalog import selected_only
 from tap_exactonline.client import ExactStream, Reading
 from tap_exactonline.config import tap_problems
 from tap_exactonline.deletes import Deletions
@@ -105,6 +106,8 @@ class TapExactOnline(Tap):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self.report = RunReport()
         self._division_list: list[int] | None = None
+        if "catalog" in kwargs:
+            kwargs["catalog"] = selected_only(kwargs["catalog"])
         with checked(self, tap_problems):
             super().__init__(*args, **kwargs)
 
