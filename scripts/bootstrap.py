@@ -19,7 +19,8 @@ holds the hash of its inputs), so a second run takes a second or two.
 A fresh run (about 20 s on 2 cores): pip brings uv (pinned in ``scripts/requirements-meltano.txt``) into a
 bare tools venv; then uv installs Meltano, the dev venv and Dagster side by side (threads, a log
 each in ``.meltano/logs/``), ``meltano install`` (uv again, ``venv.backend: uv``) follows Meltano,
-and each venv's modules are compiled to bytecode, each source file once (``compile_bytecode``).
+and each venv's modules are compiled to bytecode, each source file once (``compile_bytecode``), as are
+the project's own on every run (``compile_project``).
 
 Usage: ``python3 scripts/bootstrap.py [--tools] [--dev] [--plugins] [--orchestrate]`` (no flag: all).
 """
@@ -217,6 +218,29 @@ def compile_bytecode(venvs: list[Path], name: str) -> None:
                 _link(_PYC[key], pyc)
 
 
+def project_sources(root: Path = ROOT) -> list[Path]:
+    """This project's own modules (the packages, the sandbox, scripts, tests): every ``.py`` outside
+    the hidden folders (the venvs, .meltano, .git)."""
+    found: list[Path] = []
+    for top in sorted(root.iterdir()):
+        if top.is_dir() and not top.name.startswith("."):
+            found += (path for path in top.rglob("*.py") if "__pycache__" not in path.parts)
+    return found
+
+
+def compile_project(root: Path = ROOT) -> None:
+    """Compile this project's modules to bytecode; each run, since they change between runs.
+
+    The editable installs import them from this checkout, where PYTHONDONTWRITEBYTECODE (as on CI
+    machines) leaves them uncompiled: every tap, target, sandbox and test worker compiled what it
+    imported, a quarter of a tap's start (measured: 0.93 to 0.70 CPU-s for a discovery). When
+    nothing changed this only reads each .pyc's header (compileall skips a current one): 0.15 s.
+    """
+    sources = "".join(f"{path}\n" for path in project_sources(root))
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-i", "-"], cwd=root, input=sources, text=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
 def _once(venv: Path, stamp: str, digest: str, ready: Path, title: str, install) -> bool:
     """Run ``install`` unless ``ready`` exists and the stamp holds ``digest``. True if it ran."""
     if ready.exists() and _stamp_ok(venv, stamp, digest):
@@ -404,6 +428,7 @@ def bootstrap(*, tools: bool = True, dev: bool = True, plugins: bool = True, orc
         if orchestrate:
             steps.append(ensure_orchestrate_venv)
         _side_by_side(steps)
+        compile_project()
 
 
 def main(argv: list[str] | None = None) -> int:

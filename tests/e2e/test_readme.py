@@ -6,7 +6,7 @@ What differs from a person following it, and why:
   ``prod`` environment gets ``TAP_EXACTONLINE_BASE_URL``; the placeholders (``<client id>``, ...)
   are filled with the sandbox's app and a throwaway warehouse database.
 * The copy reuses this checkout's venvs and Meltano plugins as read-only layers (CI installs them
-  from scratch in a fresh clone with ``bash .ci/run``). Each command runs in a mount namespace of
+  from scratch in a fresh clone with ``bash .ci/run``), and the bytecode of its modules. Each command runs in a mount namespace of
   its own in which the copy sits at this checkout's path, so every absolute path in the venvs
   (script shebangs, the editable installs' ``.pth``) means the copy, and each venv is an overlay:
   this checkout's venv below, a layer of the copy's above that takes every write (the embedded
@@ -30,6 +30,7 @@ README's first command.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -120,11 +121,25 @@ def fresh_copy(share: bool) -> Path:
         if (ROOT / name).is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, copy / name)
+            if share and name.endswith(".py"):
+                copy_bytecode(name, copy)
     if share:
         for name in SHARED:
             (copy / name).mkdir(parents=True)
         shutil.copy2(ROOT / ".meltano" / ".plugins.stamp", copy / ".meltano" / ".plugins.stamp")
     return copy
+
+
+def copy_bytecode(name: str, copy: Path) -> None:
+    """The .pyc that the bootstrap compiled from this checkout's module ``name``, into the copy: with
+    the shared venvs, what a reader has after the demo's bootstrap (scripts/bootstrap.py,
+    compile_project). It holds for the copy's file (same size and mtime: copy2); where the two
+    differed, Python would compile the copy's own."""
+    pyc = Path(importlib.util.cache_from_source(str(ROOT / name)))
+    if pyc.exists():
+        target = copy / pyc.relative_to(ROOT)
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy2(pyc, target)
 
 
 def venv_fingerprint() -> dict[str, tuple[int, bytes]]:
