@@ -218,14 +218,16 @@ def compile_bytecode(venvs: list[Path], name: str) -> None:
                 _link(_PYC[key], pyc)
 
 
+# The folders of this project's own modules: the packages, the sandbox, the orchestrator's
+# definitions, scripts, benchmarks and tests (tests/test_bootstrap.py checks this is all of them).
+PROJECT_DIRS = ("exactonline_api", "tap_exactonline", "target_exactonline", "exact_sandbox", "orchestrate",
+                "scripts", "bench", "tests")
+
+
 def project_sources(root: Path = ROOT) -> list[Path]:
-    """This project's own modules (the packages, the sandbox, scripts, tests): every ``.py`` outside
-    the hidden folders (the venvs, .meltano, .git)."""
-    found: list[Path] = []
-    for top in sorted(root.iterdir()):
-        if top.is_dir() and not top.name.startswith("."):
-            found += (path for path in top.rglob("*.py") if "__pycache__" not in path.parts)
-    return found
+    """Every ``.py`` of PROJECT_DIRS under ``root``."""
+    return [path for name in PROJECT_DIRS for path in sorted((root / name).rglob("*.py"))
+            if "__pycache__" not in path.parts]
 
 
 def compile_project(root: Path = ROOT) -> None:

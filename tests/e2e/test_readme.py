@@ -6,13 +6,14 @@ What differs from a person following it, and why:
   ``prod`` environment gets ``TAP_EXACTONLINE_BASE_URL``; the placeholders (``<client id>``, ...)
   are filled with the sandbox's app and a throwaway warehouse database.
 * The copy reuses this checkout's venvs and Meltano plugins as read-only layers (CI installs them
-  from scratch in a fresh clone with ``bash .ci/run``), and the bytecode of its modules. Each command runs in a mount namespace of
-  its own in which the copy sits at this checkout's path, so every absolute path in the venvs
-  (script shebangs, the editable installs' ``.pth``) means the copy, and each venv is an overlay:
-  this checkout's venv below, a layer of the copy's above that takes every write (the embedded
-  PostgreSQL chmods its own files when run as root). Nothing the README runs can write to this
-  checkout, and the test fails if a command installed anything. Without mount namespaces (not
-  root), the copy shares nothing and installs its own, from the machine's pip and uv caches.
+  from scratch in a fresh clone with ``bash .ci/run``), and the bytecode of its modules. Each
+  command runs in a mount namespace of its own in which the copy sits at this checkout's path, so
+  every absolute path in the venvs (script shebangs, the editable installs' ``.pth``) means the
+  copy, and each venv is an overlay: this checkout's venv below, a layer of the copy's above that
+  takes every write (the embedded PostgreSQL chmods its own files when run as root). Nothing the
+  README runs can write to this checkout, and the test fails if a command installed anything.
+  Without mount namespaces (not root), the copy shares nothing and installs its own, from the
+  machine's pip and uv caches.
 * ``$HOME`` is a temporary folder (the machine's pip and uv caches and pip configuration stay).
 * Long commands run in a smaller form that still starts with the README's literal command
   (SMALLER): the test suite only collects, the shards job runs 2 shards for the sandbox's 2
