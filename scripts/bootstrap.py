@@ -171,6 +171,23 @@ def _link(src: Path, dst: Path) -> None:
         os.link(src, dst)
 
 
+def _compileall(sources: list[str], log_path: Path) -> None:
+    """``python -m compileall`` on ``sources``, its output in ``log_path``. compileall compiles a
+    list of files one by one: for a long list, a process per core, each a share."""
+    workers = max(1, min(os.cpu_count() or 1, len(sources) // 200))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as fh:
+        procs = [subprocess.Popen([sys.executable, "-m", "compileall", "-q", "-i", "-"], cwd=ROOT, text=True,
+                                  stdin=subprocess.PIPE, stdout=fh, stderr=subprocess.STDOUT)
+                 for _ in range(workers)]
+        for i, proc in enumerate(procs):
+            assert proc.stdin is not None
+            proc.stdin.write("".join(f"{source}\n" for source in sources[i::workers]))
+            proc.stdin.close()
+        for proc in procs:
+            proc.wait()  # 1: some module does not compile (a template, Python 2 code); uv skips those too
+
+
 def compile_bytecode(venvs: list[Path], name: str) -> None:
     """Compile the modules of ``venvs`` to bytecode, each source file once (per bootstrap run).
 
@@ -196,20 +213,7 @@ def compile_bytecode(venvs: list[Path], name: str) -> None:
                             copies.append((key, pyc))
                         else:
                             todo[key] = (source, pyc)
-        sources = [source for source, _pyc in todo.values()]
-        workers = max(1, min(os.cpu_count() or 1, len(sources) // 200))
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        with (LOG_DIR / f"compile-{name}.log").open("w") as fh:
-            # compileall compiles a list of files one by one: a process per core, each a share.
-            procs = [subprocess.Popen([sys.executable, "-m", "compileall", "-q", "-i", "-"], cwd=ROOT, text=True,
-                                      stdin=subprocess.PIPE, stdout=fh, stderr=subprocess.STDOUT)
-                     for _ in range(workers)]
-            for i, proc in enumerate(procs):
-                assert proc.stdin is not None
-                proc.stdin.write("\n".join(sources[i::workers]) + "\n")
-                proc.stdin.close()
-            for proc in procs:
-                proc.wait()  # 1: some module does not compile (a template, Python 2 code); uv skips those too
+        _compileall([source for source, _pyc in todo.values()], LOG_DIR / f"compile-{name}.log")
         for key, (_source, pyc) in todo.items():
             if pyc.exists():
                 _PYC[key] = pyc
@@ -238,9 +242,7 @@ def compile_project(root: Path = ROOT) -> None:
     imported, a quarter of a tap's start (measured: 0.93 to 0.70 CPU-s for a discovery). When
     nothing changed this only reads each .pyc's header (compileall skips a current one): 0.15 s.
     """
-    sources = "".join(f"{path}\n" for path in project_sources(root))
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "-i", "-"], cwd=root, input=sources, text=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    _compileall([str(path) for path in project_sources(root)], root / ".meltano" / "logs" / "compile-project.log")
 
 
 def _once(venv: Path, stamp: str, digest: str, ready: Path, title: str, install) -> bool:
