@@ -126,3 +126,41 @@ def compared_field_count(stream: str, sandbox_rows: list[dict], warehouse_column
     types = {f.name for f in entity(stream).fields}
     sample = sandbox_rows[0] if sandbox_rows else {}
     return len([f for f in types if f in warehouse_columns and f in sample])
+
+
+# sync/Deleted EntityType -> stream (REFERENCE.md §6)
+ENTITY_STREAMS = {1: "transaction_lines", 2: "accounts", 7: "gl_accounts"}
+
+
+def table_by_key(warehouse, stream: str) -> dict[tuple, dict]:
+    """The whole table by primary key (key values as text)."""
+    key = entity(stream).key
+    return {tuple(str(row[k]).lower() for k in key): row for row in warehouse.rows(stream)}
+
+
+def without_sdc(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("_sdc_")}
+
+
+def delete_in_exact(exact, division: int, stream: str, count: int, *, skip: int = 0,
+                    ids: list | None = None) -> dict[str, set[tuple]]:
+    """Delete rows in the sandbox (``count`` of them from ``skip`` on, or those of ``ids``); returns
+    every key it logged as deleted (cascades included), per stream, as table_by_key's keys."""
+    if ids is None:
+        ids = [row["ID"] for row in exact.records(division, records_path(stream))[skip:skip + count]]
+    gone: dict[str, set[tuple]] = {}
+    for ident in ids:
+        for entry in exact.delete(division, records_path(stream), ident)["deleted"]:
+            name = ENTITY_STREAMS.get(entry["EntityType"])
+            if name:
+                gone.setdefault(name, set()).add((str(entry["EntityKey"]).lower(), str(division)))
+    assert gone.get(stream), f"deleting {stream} logged nothing"
+    return gone
+
+
+def merge_gone(*parts: dict[str, set[tuple]]) -> dict[str, set[tuple]]:
+    merged: dict[str, set[tuple]] = {}
+    for part in parts:
+        for stream, keys in part.items():
+            merged.setdefault(stream, set()).update(keys)
+    return merged

@@ -1,5 +1,5 @@
 """The statements computed in Python straight from the sandbox's own records: the yardstick the
-dbt marts are held to (tests/e2e/test_transform_e2e.py). Deliberately plain: a year's figures
+dbt marts are held to (tests/e2e/marts.py). Deliberately plain: a year's figures
 are the sums of that year's transaction lines (its opening entry included) per GL account.
 
 The section rules are the documented ones (transform/models/marts/dim_gl_accounts.sql): the

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.e2e
 VOLUMES = {"transaction_lines": 2500, "financial/Journals": 150, "cashflow/Receivables": 1200}
 ALL_STREAMS = ("gl_accounts", "journals", "receivables", "transaction_lines")
 # The main job's extract and load (its dbt step models the finance streams, which these tests do
-# not all select; tests/e2e/test_transform_e2e.py runs the whole job).
+# not all select; tests/e2e/test_main_job.py runs the whole job).
 JOB = ("tap-exactonline", "target-postgres")
 # Sandbox request-log paths of the API (not OAuth): faults go here only. The token endpoint is
 # deliberately left alone: a refresh whose answer is lost is never retried blindly (Exact

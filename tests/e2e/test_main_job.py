@@ -1,13 +1,16 @@
-"""The main job end to end: `meltano run` with the real tap, target-postgres and PostgreSQL.
+"""The main job end to end: `meltano run` with the real tap, target-postgres, dbt and PostgreSQL.
 
-first sync -> the warehouse equals the sandbox (row by row for accounts, GL accounts and
-transaction lines; counts for every selected stream) -> inserts, updates and deletes in
-the sandbox -> incremental sync (fewer records, same equality, tombstones carry
-``_sdc_deleted_at``) -> rerun with no changes (nothing moves).
+first sync (the job's extract and load block, ``tap-exactonline target-postgres``) -> the
+warehouse equals the sandbox (row by row for accounts, GL accounts and transaction lines; counts
+for every selected stream) -> inserts, updates and deletes in the sandbox (an account, a whole
+entry) -> the whole job as scheduled (extract, load, dbt run) and dbt's tests: fewer records, the
+same equality, tombstones with ``_sdc_deleted_at`` and every other row unchanged, every dbt test
+passing and the statements in the marts equal to the ones computed from the sandbox's records, to
+the cent (marts.py) -> rerun with no changes (nothing moves).
 
-Each sync runs the job's extract and load block (``tap-exactonline target-postgres``), which
-shares the job's state ID. The whole job, its dbt step included, runs in test_transform_e2e.py,
-whose subject is what dbt makes of the tables; here a dbt step would only cost time.
+The extract and load block shares the job's state ID, so the runs are one job's history. One
+scenario rather than one test per subject: each `meltano run` of the 35 streams costs CPU-seconds,
+and every step's checks hold for the state the steps before left.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.compare import compared_field_count, diff_rows, entity, records_path
+from tests.e2e import marts
+from tests.e2e.compare import (compared_field_count, delete_in_exact, diff_rows, entity, merge_gone, records_path,
+                               table_by_key, without_sdc)
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 ROW_BY_ROW = ("accounts", "gl_accounts", "transaction_lines")
 EXTRACT_LOAD = ("run", "tap-exactonline", "target-postgres")  # the main job without its dbt step
+WHOLE_JOB = ("run", "exact-to-warehouse", "dbt-postgres:test")  # as scheduled, then dbt's tests
 
 
 def selected_streams(extractor: str = "tap-exactonline") -> list[str]:
@@ -113,24 +119,29 @@ def test_main_job_first_sync_changes_incremental_deletes_rerun(meltano, exact, w
     # Only what the job selects lands.
     unexpected = warehouse.tables() - set(streams)
     assert not unexpected, f"tables for streams the job did not select: {sorted(unexpected)}"
+    # Calendar dates land as dates (the comparison above holds them to the day Exact shows).
+    assert {warehouse.column_type("transaction_lines", c) for c in ("Date", "DueDate")} == {"date"}
+    before = {s: table_by_key(warehouse, s) for s in ROW_BY_ROW}
 
     # -- 2. changes in Exact -------------------------------------------------------------------
-    acc_path, gl_path, tl_path = (records_path(s) for s in ROW_BY_ROW)
+    acc_path, gl_path, _ = (records_path(s) for s in ROW_BY_ROW)
     accounts = exact.records(division, acc_path)
     gl_accounts = exact.records(division, gl_path)
-    lines = exact.records(division, tl_path)
-    assert len(accounts) >= 3 and gl_accounts and len(lines) >= 2
+    assert len(accounts) >= 3 and gl_accounts
 
     exact.update(division, acc_path, accounts[0]["ID"], {"Name": "Renamed by the e2e test"})
     exact.update(division, gl_path, gl_accounts[0]["ID"], {"Description": "Described by the e2e test"})
     exact.insert(division, acc_path, [{"Code": "E2E000001", "Name": "Inserted by the e2e test"}])
-    deleted_account = accounts[1]["ID"]
-    deleted_line = lines[0]["ID"]
-    exact.delete(division, acc_path, deleted_account)
-    exact.delete(division, tl_path, deleted_line)
+    entry = marts.one_entry(exact, division)
+    deletable = [key for key in marts.unreferenced_accounts(exact, division) if key != accounts[0]["ID"]]
+    assert deletable, "every account of the sandbox is referred to: none can be deleted"
+    gone = merge_gone(delete_in_exact(exact, division, "accounts", 0, ids=deletable[:1]),
+                      delete_in_exact(exact, division, "transaction_lines", 0, ids=entry))
+    changed = {"accounts": {(str(accounts[0]["ID"]).lower(), str(division))},
+               "gl_accounts": {(str(gl_accounts[0]["ID"]).lower(), str(division))}}
 
-    # -- 3. incremental sync -------------------------------------------------------------------
-    second = meltano(*EXTRACT_LOAD)
+    # -- 3. the whole job, incremental, then dbt's tests -------------------------------------------
+    second = meltano(*WHOLE_JOB, env={"DBT_POSTGRES_AS_OF_DATE": marts.AS_OF})
     second_counts = second.record_counts()
     assert second_counts.get("transaction_lines", 0) < first_counts["transaction_lines"], (
         f"the second run was not incremental: {second_counts.get('transaction_lines')} transaction lines "
@@ -142,28 +153,48 @@ def test_main_job_first_sync_changes_incremental_deletes_rerun(meltano, exact, w
     renamed = warehouse.dicts('SELECT "Name" FROM exactonline.accounts WHERE "ID"::text = %s',
                               (str(accounts[0]["ID"]).lower(),))
     assert [r["Name"] for r in renamed] == ["Renamed by the e2e test"]
-    inserted = warehouse.dicts('SELECT "Name" FROM exactonline.accounts WHERE "Code" LIKE %s', ("%E2E000001%",))
+    inserted = warehouse.dicts('SELECT "ID"::text AS id, "Name" FROM exactonline.accounts WHERE "Code" LIKE %s',
+                               ("%E2E000001%",))
     assert [r["Name"] for r in inserted] == ["Inserted by the e2e test"]
+    appeared = {"accounts": {(inserted[0]["id"], str(division))}}
+    assert_deleted_rows_marked_and_nothing_else_changed(warehouse, before, gone, changed, appeared)
 
-    # Deletions: the rows stay, marked with _sdc_deleted_at.
-    for table, key in (("accounts", deleted_account), ("transaction_lines", deleted_line)):
-        assert "_sdc_deleted_at" in warehouse.columns(table)
-        rows = warehouse.dicts(
-            f'SELECT _sdc_deleted_at FROM exactonline."{table}" WHERE "ID"::text = %s AND "Division" = %s',
-            (str(key).lower(), division))
-        assert rows, f"the deleted {table} row {key} is gone from the warehouse (expected a tombstone)"
-        assert all(r["_sdc_deleted_at"] is not None for r in rows), f"{table} {key}: _sdc_deleted_at not set"
+    marts.assert_dbt_ran_every_model_and_test(second.output)
+    marts.assert_left_out_of_the_marts(warehouse, entry)
+    marts.assert_statements_equal_the_ledger(exact, warehouse)
 
     # -- 4. rerun without changes: nothing moves ------------------------------------------------
-    before = snapshot(warehouse)
+    before_rerun = snapshot(warehouse)
     third = meltano(*EXTRACT_LOAD)
     third_counts = third.record_counts()
     assert third_counts.get("transaction_lines", 0) <= second_counts.get("transaction_lines", 0)
     after = snapshot(warehouse)
-    assert after.keys() == before.keys()
-    changed = [t for t in before if before[t] != after[t]]
-    assert not changed, f"a rerun without changes in Exact changed these tables: {changed}"
+    assert after.keys() == before_rerun.keys()
+    moved = [t for t in before_rerun if before_rerun[t] != after[t]]
+    assert not moved, f"a rerun without changes in Exact changed these tables: {moved}"
     assert_warehouse_equals_sandbox(exact, warehouse, streams)
+
+
+def assert_deleted_rows_marked_and_nothing_else_changed(warehouse, before, gone, changed, appeared) -> None:
+    """Soft delete (target-postgres' default): the deleted rows stay, with ``_sdc_deleted_at``; of
+    the other rows only those changed in Exact differ, column for column, and only those inserted
+    appeared."""
+    for stream in ROW_BY_ROW:
+        after = table_by_key(warehouse, stream)
+        assert after.keys() == before[stream].keys() | appeared.get(stream, set()), f"{stream}: rows appeared or vanished"
+        marked = {k for k, row in after.items() if row["_sdc_deleted_at"] is not None}
+        assert marked == gone.get(stream, set()), stream
+        assert "_sdc_deleted_at" in warehouse.columns(stream)
+        unchanged = {k for k in before[stream] if after[k] == before[stream][k]}
+        assert unchanged == before[stream].keys() - marked - changed.get(stream, set()), \
+            f"{stream}: rows changed that were neither changed nor deleted in Exact"
+        for key in marked:
+            # target-postgres 0.8.1 upserts the tombstone as a whole row: only the key, the
+            # Division and the _sdc_ columns keep a value, every other column becomes NULL.
+            kept = {k for k, v in without_sdc(after[key]).items() if v is not None}
+            assert kept == set(entity(stream).key), (stream, key, kept)
+            assert any(v is not None for k, v in without_sdc(before[stream][key]).items()
+                       if k not in entity(stream).key)
 
 
 def test_hourly_job_syncs_only_transaction_lines_with_its_own_state(meltano, exact, warehouse):
