@@ -1,5 +1,6 @@
 """`meltano invoke tap-exactonline:auth` (the command defined in meltano.yml) fills the token
-store, and the main job then runs on that store alone, with no refresh token in the config."""
+store, and the hourly job then runs on that store alone, with no refresh token in the config: it
+syncs only the transaction lines, all of them, with a state of its own."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import time
 import pytest
 import requests
 
+from tests.e2e.compare import diff_rows
 from tests.e2e.conftest import ROOT
+from tests.e2e.test_main_job import sandbox_rows, selected_streams
 
 pytestmark = pytest.mark.e2e
 
 
-def test_auth_command_through_meltano_then_sync_on_the_stored_tokens(meltano, exact, warehouse, tmp_path):
+def test_auth_command_through_meltano_then_the_hourly_job_on_the_stored_tokens(meltano, exact, warehouse, tmp_path):
     # redirect_uri is a setting of the plugin in meltano.yml, here set the Meltano way.
     env = {**meltano.env, "EXACT_SANDBOX_REFRESH_TOKEN": "",
            "TAP_EXACTONLINE_REDIRECT_URI": "https://example.com/callback"}
@@ -46,6 +49,15 @@ def test_auth_command_through_meltano_then_sync_on_the_stored_tokens(meltano, ex
         assert str(division) in out
 
     # The sync needs nothing but the store now.
+    assert selected_streams("tap-exactonline-hourly") == ["transaction_lines"]
     run = meltano("run", "exact-transaction-lines-hourly", env={"EXACT_SANDBOX_REFRESH_TOKEN": ""})
-    assert run.record_counts().get("transaction_lines", 0) > 0
-    assert warehouse.count("transaction_lines") > 0
+    assert warehouse.tables() == {"transaction_lines"}
+    assert set(run.record_counts()) == {"transaction_lines"}
+    problems = diff_rows("transaction_lines", sandbox_rows(exact, "transaction_lines"),
+                         warehouse.rows("transaction_lines"))
+    assert not problems, "\n".join(problems)
+
+    # Its state is its own: the main job has none, so it still starts from scratch.
+    state_ids = meltano("state", "list").output
+    assert "demo:tap-exactonline-hourly-to-target-postgres" in state_ids
+    assert "demo:tap-exactonline-to-target-postgres" not in state_ids

@@ -197,21 +197,6 @@ def assert_deleted_rows_marked_and_nothing_else_changed(warehouse, before, gone,
                        if k not in entity(stream).key)
 
 
-def test_hourly_job_syncs_only_transaction_lines_with_its_own_state(meltano, exact, warehouse):
-    assert selected_streams("tap-exactonline-hourly") == ["transaction_lines"]
-    run = meltano("run", "exact-transaction-lines-hourly")
-    assert warehouse.tables() == {"transaction_lines"}
-    assert set(run.record_counts()) == {"transaction_lines"}
-    problems = diff_rows("transaction_lines", sandbox_rows(exact, "transaction_lines"),
-                         warehouse.rows("transaction_lines"))
-    assert not problems, "\n".join(problems)
-
-    # Its state is its own: the main job has none, so it still starts from scratch.
-    state_ids = meltano("state", "list").output
-    assert "demo:tap-exactonline-hourly-to-target-postgres" in state_ids
-    assert "demo:tap-exactonline-to-target-postgres" not in state_ids
-
-
 def test_key_of_each_compared_stream_is_in_the_registry():
     for stream in ROW_BY_ROW:
         assert entity(stream).key, stream
