@@ -30,6 +30,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--secrets-file", default=None)
     parser.add_argument("--calls", type=int, default=0, help="stop after this many calls (0: run for --seconds)")
     parser.add_argument("--margin-fraction", type=float, default=0.05)
+    parser.add_argument("--pause", type=float, default=0.05, help="seconds between calls")
     args = parser.parse_args(argv)
 
     import requests
@@ -71,7 +72,7 @@ def main(argv: list[str]) -> int:
             current = store.read()
             if current is not None:
                 seen.update({current.access_token, current.refresh_token})
-            time.sleep(0.05)
+            time.sleep(args.pause)
     except ExactError as exc:
         errors.append(f"{type(exc).__name__}: {exc}")
     finally:
