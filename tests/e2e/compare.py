@@ -142,12 +142,14 @@ def without_sdc(row: dict) -> dict:
     return {k: v for k, v in row.items() if not k.startswith("_sdc_")}
 
 
-def delete_in_exact(exact, division: int, stream: str, count: int, *, skip: int = 0,
-                    ids: list | None = None) -> dict[str, set[tuple]]:
-    """Delete rows in the sandbox (``count`` of them from ``skip`` on, or those of ``ids``); returns
-    every key it logged as deleted (cascades included), per stream, as table_by_key's keys."""
-    if ids is None:
-        ids = [row["ID"] for row in exact.records(division, records_path(stream))[skip:skip + count]]
+def some_ids(exact, division: int, stream: str, count: int, *, skip: int = 0) -> list:
+    """``count`` of the stream's IDs in the sandbox, from the ``skip``-th on."""
+    return [row["ID"] for row in exact.records(division, records_path(stream))[skip:skip + count]]
+
+
+def delete_in_exact(exact, division: int, stream: str, ids: list) -> dict[str, set[tuple]]:
+    """Delete these rows in the sandbox; returns every key it logged as deleted (cascades included),
+    per stream, as table_by_key's keys."""
     gone: dict[str, set[tuple]] = {}
     for ident in ids:
         for entry in exact.delete(division, records_path(stream), ident)["deleted"]:

@@ -90,10 +90,10 @@ class Warehouse:
             "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
             (self.schema, table))}
 
-    def column_type(self, table: str, column: str) -> str:
-        return self.query(
-            "SELECT data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
-            " AND column_name = %s", (self.schema, table, column))[0][0]
+    def column_types(self, table: str) -> dict[str, str]:
+        return dict(self.query(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            (self.schema, table)))
 
     def rows(self, table: str) -> list[dict]:
         return self.dicts(f'SELECT * FROM "{self.schema}"."{table}"')

@@ -120,7 +120,8 @@ def test_main_job_first_sync_changes_incremental_deletes_rerun(meltano, exact, w
     unexpected = warehouse.tables() - set(streams)
     assert not unexpected, f"tables for streams the job did not select: {sorted(unexpected)}"
     # Calendar dates land as dates (the comparison above holds them to the day Exact shows).
-    assert {warehouse.column_type("transaction_lines", c) for c in ("Date", "DueDate")} == {"date"}
+    types = warehouse.column_types("transaction_lines")
+    assert (types["Date"], types["DueDate"]) == ("date", "date")
     before = {s: table_by_key(warehouse, s) for s in ROW_BY_ROW}
 
     # -- 2. changes in Exact -------------------------------------------------------------------
@@ -135,8 +136,8 @@ def test_main_job_first_sync_changes_incremental_deletes_rerun(meltano, exact, w
     entry = marts.one_entry(exact, division)
     deletable = [key for key in marts.unreferenced_accounts(exact, division) if key != accounts[0]["ID"]]
     assert deletable, "every account of the sandbox is referred to: none can be deleted"
-    gone = merge_gone(delete_in_exact(exact, division, "accounts", 0, ids=deletable[:1]),
-                      delete_in_exact(exact, division, "transaction_lines", 0, ids=entry))
+    gone = merge_gone(delete_in_exact(exact, division, "accounts", deletable[:1]),
+                      delete_in_exact(exact, division, "transaction_lines", entry))
     changed = {"accounts": {(str(accounts[0]["ID"]).lower(), str(division))},
                "gl_accounts": {(str(gl_accounts[0]["ID"]).lower(), str(division))}}
 

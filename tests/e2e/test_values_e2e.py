@@ -58,12 +58,6 @@ def add_edge_entries(exact) -> None:
         for n, (ident, (day, year)) in enumerate(EDGES.items())])
 
 
-def column_types(warehouse, table: str) -> dict[str, str]:
-    return dict(warehouse.query(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
-        (warehouse.schema, table)))
-
-
 def totals(warehouse, by: str) -> dict[int, float]:
     rows = warehouse.query(
         f'SELECT {by}, round(sum("AmountDC")::numeric, 2) FROM exactonline.transaction_lines '
@@ -75,7 +69,7 @@ def test_upgrading_a_warehouse_with_timestamp_columns_then_dates_are_days(exact,
     add_edge_entries(exact)
     old = {**SELECT, "TAP_EXACTONLINE_DATE_FIELDS": json.dumps({"transaction_lines": {"Date": "moment"}})}
     meltano("run", "tap-exactonline", "target-postgres", env=old)
-    assert column_types(warehouse, "transaction_lines")["Date"] == "timestamp without time zone"
+    assert warehouse.column_types("transaction_lines")["Date"] == "timestamp without time zone"
     first = "00000000-0000-4000-8000-0000000000a1"
     before = warehouse.query('SELECT "Date" FROM exactonline.transaction_lines WHERE "ID"::text = %s', (first,))
     assert str(before[0][0]) == "2023-12-31 23:00:00"  # issue 13: 1 January landed in the previous year
@@ -91,7 +85,7 @@ def test_upgrading_a_warehouse_with_timestamp_columns_then_dates_are_days(exact,
                                     "FinancialPeriod": 12, "AmountDC": 7.0, "Description": "after the upgrade"}])
     meltano("run", "tap-exactonline", "target-postgres", env=SELECT)
 
-    types = column_types(warehouse, "transaction_lines")
+    types = warehouse.column_types("transaction_lines")
     assert types["Date"] == "date" and types["DueDate"] == "date"
     assert types["Created"].startswith("timestamp") and types["Modified"].startswith("timestamp")
     landed = dict(warehouse.query('SELECT "ID"::text, "Date" FROM exactonline.transaction_lines '
