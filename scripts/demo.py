@@ -12,7 +12,7 @@ server, no Exact account, no Meltano Hub. It
    mints a refresh token through its admin API,
 4. runs ``meltano --environment=demo run --full-refresh tap-exactonline target-postgres``,
 5. prints the tables and row counts that landed,
-6. runs the dbt project (``meltano run dbt-postgres:run dbt-postgres:test``) and prints a profit
+6. runs the dbt project (``meltano run dbt-postgres:build``: models and tests) and prints a profit
    and loss account and a balance sheet from its marts,
 7. renames and deletes a few records in the sandbox and runs again: rows updated, tombstones landed,
    API calls used (from the sandbox's request log),
@@ -277,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             print()
             print(warehouse("summary", "--url", info["url"], "--schema", SCHEMA).rstrip())
 
-        with timings.step("transform: meltano run dbt-postgres:run dbt-postgres:test (transform/)"):
-            run_meltano(["--environment=demo", "run", "dbt-postgres:run", "dbt-postgres:test"],
+        with timings.step("transform: meltano run dbt-postgres:build (transform/)"):
+            run_meltano(["--environment=demo", "run", "dbt-postgres:build"],
                         env, log_dir / "meltano-transform.log")
             print()
             # scripts/statements.py: a P&L and balance sheet from the marts.
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         print("                          .venv-meltano/bin/meltano --environment=demo run tap-exactonline target-postgres")
         dbt_vars = " ".join(f"{k}='{v}'" for k, v in connection_env(info["url"]).items() if v)
         print(f"  rerun the transform:  {dbt_vars} \\")
-        print("                          .venv-meltano/bin/meltano --environment=demo run dbt-postgres:run dbt-postgres:test")
+        print("                          .venv-meltano/bin/meltano --environment=demo run dbt-postgres:build")
         print(f"  stop both:            kill {pid}; {wh} stop{pg}")
     else:
         print("Run with --keep to leave the sandbox and the warehouse running, to query them and rerun.")
