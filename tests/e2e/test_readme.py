@@ -268,18 +268,12 @@ class Reader:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's processes, then the rest of its output read (a server that logs its
-    shutdown into a full pipe never exits). What outlives it by 3 s is killed: the README promises a
-    server that comes up, not how fast it goes. (`dagster dev` says it serves while its code server
-    is still loading the definitions, which ignores SIGTERM until done: seen still running 20 s and,
-    under load, a minute after it, a core busy all the while.) Not SIGINT: Python servers then wait
-    for their threads, the sandbox for the rows it generates."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.communicate(timeout=3)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=30)
+    """SIGKILL to the server's processes once it is up, then the rest of its output read: the README
+    promises a server that comes up, not how it goes down. (`dagster dev` says it serves while its
+    code server and daemon are still loading the definitions, which ignore SIGTERM until done: seen
+    still running 20 s after it, a core busy all the while.)"""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
 
 
 def _children_cpu() -> float:
