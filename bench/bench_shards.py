@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_shards.py --divisions 101,103,104 --shards 3
 
-Same sandbox data, same selection (``--streams``, default: what the scaling-out e2e test
+Same sandbox data, same selection (``--streams``, default: what the former scaling-out e2e test
 loads), same PostgreSQL, each into a fresh database: first ``meltano run
 tap-exactonline target-postgres`` (the main job's extract and load) once for all divisions, then ``dagster job execute`` of
 ``orchestrate.definitions`` with N shards at once (schema step included). Prints both
