@@ -410,12 +410,12 @@ def assert_writeback(exact, reader: Reader, *, rerun: bool, edited: bool) -> Non
     """What the README says of each run of csv-to-exact: the first creates the file's accounts; unchanged
     input makes no API call at all; the edited row is updated in place (one PUT). After each, every
     account of the file is in Exact once, and nothing was rejected."""
-    writes = [e["method"] for e in exact.log()
-              if e.get("method") in ("POST", "PUT", "DELETE") and "oauth2" not in str(e["path"])]
+    log = exact.log()
+    writes = [e["method"] for e in log if e.get("method") in ("POST", "PUT", "DELETE") and "oauth2" not in str(e["path"])]
     if sum("csv-to-exact" in command for command in reader.ran) == 1:
         assert writes == ["POST"] * len(WRITEBACK), writes
     if rerun:
-        assert exact.log() == []
+        assert log == [], log
     if edited:
         assert writes == ["PUT"], writes
     by_code: dict[str, list[str]] = {}
