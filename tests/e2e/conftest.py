@@ -135,13 +135,16 @@ def warehouse(pg_admin_dsn) -> Warehouse:
 # -- the Exact sandbox ---------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def sandbox_running(tmp_path: Path, volumes: dict[str, int] | None = None):
-    """The sandbox as a process, as the demo starts it (two divisions), with optional volumes."""
-    args = ["--divisions", ",".join(map(str, SANDBOX_DIVISIONS))]
+def sandbox_running(tmp_path: Path, volumes: dict[str, int] | None = None, *,
+                    divisions: tuple[int, ...] = SANDBOX_DIVISIONS, knobs: dict[str, object] | None = None):
+    """The sandbox as a process, as the demo starts it (two divisions), with optional volumes and knobs."""
+    args = ["--divisions", ",".join(map(str, divisions))]
     for name, rows in (volumes or {}).items():
         args += ["--volume", f"{name}={rows}"]
+    for name, value in (knobs or {}).items():
+        args += ["--knob", f"{name}={value}"]
     sandbox = SandboxProcess(sys.executable, args, log_path=tmp_path / "sandbox.log")
-    sandbox.divisions = SANDBOX_DIVISIONS
+    sandbox.divisions = divisions
     sandbox.start()
     try:
         yield sandbox

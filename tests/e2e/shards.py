@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator
 
 from exact_sandbox.process import SandboxProcess
 from scripts import bootstrap
 from tap_exactonline.shards import shard_of
+from tests.e2e.conftest import sandbox_running
 from tests.e2e.test_main_job import assert_warehouse_equals_sandbox, selected_streams
 
 DIVISIONS = (101, 103, 104)  # shards of 3: {101}, {104}, {103}
@@ -52,18 +52,16 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxProcess]:
     """Three divisions, one per shard, and access tokens of TOKEN_LIFETIME seconds from the start
     (the README's login comes first, and its token must not outlive the shards)."""
     assert sorted({shard_of(d, SHARDS) for d in DIVISIONS}) == [1, 2, 3]
-    process = SandboxProcess(sys.executable, [
-        "--divisions", ",".join(map(str, DIVISIONS)),
-        "--knob", f"access_token_lifetime={TOKEN_LIFETIME}",
+    knobs = {
+        "access_token_lifetime": TOKEN_LIFETIME,
         # Exact's "too early" rule scaled to the short lifetime (570 of 600 s; whole seconds: 2 of 3).
-        "--knob", f"refresh_too_early_seconds={int(TOKEN_LIFETIME * 0.9)}",
+        "refresh_too_early_seconds": int(TOKEN_LIFETIME * 0.9),
         # The faulty shard's retry starts at once (the README test sets EXACT_SHARD_RETRY_DELAY=0, not
         # the default 5 minutes) and would wait out the minute window its first attempt used (seen:
         # 90 s). The minute limit has tests of its own (test_limits.py, test_faults_e2e.py).
-        "--knob", "minutely_limit=1000",
-    ], log_path=tmp_path / "sandbox.log")
-    process.divisions = DIVISIONS
-    with process:
+        "minutely_limit": 1000,
+    }
+    with sandbox_running(tmp_path, divisions=DIVISIONS, knobs=knobs) as process:
         yield process
 
 
